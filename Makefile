@@ -1,0 +1,52 @@
+# sentiment-operator: every target works on a fresh machine (it installs what it needs first).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+TORCH_VERSION := 2.13.0
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@command -v redis-server >/dev/null || { echo "Installing redis-server (apt)"; \
+	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
+	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq redis-server >/dev/null; }
+	@[ -x $(PY) ] || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first and pinned: a loose requirement would pull several GB of CUDA wheels.
+	$(PY) -m pip install -q torch==$(TORCH_VERSION) || \
+	  $(PY) -m pip install -q torch==$(TORCH_VERSION) --index-url https://download.pytorch.org/whl/cpu
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+.PHONY: install
+install: $(STAMP) ## Create .venv with torch (CPU), both packages and the dev tools; apt-install redis-server if missing
+
+.PHONY: lint
+lint: $(STAMP) ## ruff (lint + format check), mypy --strict, import-linter contracts
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+.PHONY: format
+format: $(STAMP) ## Apply ruff fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+.PHONY: test
+test: $(STAMP) ## Run the whole test suite (real redis-server, kmock API server, k6)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+.PHONY: demo
+demo: $(STAMP) ## Offline demo: render the examples, serve a locally generated model, send the seeds' request
+	bash examples/demo.sh
+
+.PHONY: clean
+clean: ## Remove the venv and caches
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""DistilBERT sentiment inference server."""
