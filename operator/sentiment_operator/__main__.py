@@ -1,0 +1,7 @@
+"""``python -m sentiment_operator`` is ``sentiment-operator``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
