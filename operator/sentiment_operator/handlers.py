@@ -1,0 +1,221 @@
+"""Thin kopf handlers: every trigger runs the same level-triggered reconcile.
+
+create / update / resume of a SentimentModel, a periodic timer, and any change of a child we own (found by
+our labels) all end in :meth:`Reconciler.reconcile`. Handlers return nothing (no handler results in status);
+errors become kopf's TemporaryError (retried with backoff) or PermanentError (the timer retries later), each
+with a Warning Event. kopf's own bookkeeping lives under the serving.sentiment.dev domain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final, cast
+
+import kopf
+
+from sentiment_operator import kube as kube_mod
+from sentiment_operator.kube import INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL, Kube, KubeError
+from sentiment_operator.reconciler import Reconciler, Result
+from sentiment_operator.spec import GROUP, PLURAL, VERSION
+
+logger = logging.getLogger(__name__)
+
+DOMAIN: Final = GROUP  # kopf's annotations and finalizer live under our API group
+FINALIZER: Final = f"{DOMAIN}/finalizer"
+HANDLER_ID: Final = "reconcile"
+
+# Children whose changes (deleted, hand-edited, readiness) trigger a reconcile of their owner.
+WATCHED_CHILDREN: Final[tuple[tuple[str, str, str], ...]] = (
+    ("apps", "v1", "deployments"),
+    ("", "v1", "services"),
+    ("autoscaling", "v2", "horizontalpodautoscalers"),
+    ("networking.k8s.io", "v1", "networkpolicies"),
+    ("networking.istio.io", "v1", "virtualservices"),
+)
+
+
+def default_kube() -> Kube:
+    """A client from the in-cluster service account or the current kubeconfig context."""
+    return Kube(kube_mod.load_configuration())
+
+
+@dataclass
+class OperatorConfig:
+    """Knobs of the operator's runtime (the tests shorten the intervals)."""
+
+    kube_factory: Callable[[], Kube] = field(default_factory=lambda: default_kube)
+    timer_interval: float = 60.0  # level-triggered safety net: drift nobody told us about
+    timer_initial_delay: float = 30.0
+    retry_base: float = 2.0  # TemporaryError delay = base * 2**retry, capped
+    retry_max: float = 120.0
+    child_debounce: float = 0.2  # coalesce bursts of child events into one reconcile
+    watch_server_timeout: float = 290.0  # re-list at least every ~5 minutes
+    request_timeout: float = 60.0
+    reporting_instance: str = field(default_factory=socket.gethostname)
+
+
+def retry_delay(config: OperatorConfig, retry: int) -> float:
+    """Exponential backoff for TemporaryError retries."""
+    return float(min(config.retry_max, config.retry_base * (2 ** min(retry, 16))))
+
+
+class Runtime:
+    """What the handlers share (kept in kopf's memo): the reconciler and the child-event coalescer."""
+
+    def __init__(self, reconciler: Reconciler, config: OperatorConfig) -> None:
+        self.reconciler = reconciler
+        self.config = config
+        self._pending: set[tuple[str, str]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def schedule(self, namespace: str, name: str) -> None:
+        """Reconcile an owner soon; a burst of child events results in one reconcile."""
+        key = (namespace, name)
+        if key in self._pending:
+            return
+        self._pending.add(key)
+        task = asyncio.create_task(self._run_scheduled(namespace, name))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_scheduled(self, namespace: str, name: str) -> None:
+        await asyncio.sleep(self.config.child_debounce)
+        self._pending.discard((namespace, name))
+        try:
+            result = await self.reconciler.reconcile(namespace, name)
+        except KubeError as exc:
+            # The timer and kopf's retries of the owner's handlers converge later.
+            logger.warning(
+                "Reconcile of SentimentModel %s/%s after a child change failed: %s", namespace, name, exc
+            )
+            return
+        if result is not None:
+            post_events(result)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.reconciler.kube.close()
+
+
+def post_events(result: Result) -> None:
+    for event in result.events:
+        kopf.event(
+            kopf.Body(cast("kopf.RawBody", result.owner)),
+            type=event.type,
+            reason=event.reason,
+            message=event.message,
+        )
+
+
+def connection_info(configuration: Any) -> kopf.ConnectionInfo:
+    """kopf's credentials from the same client configuration the reconciler uses (one source of truth)."""
+    header = configuration.get_api_key_with_prefix("BearerToken") or configuration.get_api_key_with_prefix(
+        "authorization"
+    )
+    parts = header.split(" ", 1) if header else []
+    scheme, token = (
+        (None, None) if not parts else (None, parts[0]) if len(parts) == 1 else (parts[0], parts[1])
+    )
+    return kopf.ConnectionInfo(
+        server=configuration.host,
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        username=configuration.username or None,
+        password=configuration.password or None,
+        scheme=scheme,
+        token=token,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+    )
+
+
+def configure_settings(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=DOMAIN)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=DOMAIN)
+    settings.posting.reporting_component = "sentiment-operator"
+    settings.posting.reporting_instance = config.reporting_instance
+    settings.posting.event_name_prefix = "sentiment-operator-"
+    settings.posting.loggers = False  # only our explicit kopf.event() calls become Events
+    settings.posting.level = logging.INFO
+    settings.watching.server_timeout = config.watch_server_timeout
+    settings.watching.client_timeout = config.watch_server_timeout + 30
+    settings.watching.connect_timeout = 30
+    settings.watching.reconnect_backoff = 1.0
+    settings.networking.request_timeout = config.request_timeout
+    settings.networking.connect_timeout = 30
+
+
+def _runtime(memo: Any) -> Runtime:
+    runtime: Runtime = memo.sentiment_runtime
+    return runtime
+
+
+def register(registry: kopf.OperatorRegistry, config: OperatorConfig | None = None) -> None:
+    """Register every handler on ``registry`` (a fresh registry per operator; tests run several)."""
+    cfg = config or OperatorConfig()
+    resource = (GROUP, VERSION, PLURAL)
+
+    @kopf.on.startup(registry=registry)
+    async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+        configure_settings(settings, cfg)
+        memo.sentiment_runtime = Runtime(Reconciler(cfg.kube_factory()), cfg)
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(memo: Any, **_: Any) -> None:
+        runtime = getattr(memo, "sentiment_runtime", None)
+        if runtime is not None:
+            await runtime.close()
+
+    @kopf.on.login(registry=registry)
+    def login(memo: Any, **_: Any) -> kopf.ConnectionInfo:
+        return connection_info(_runtime(memo).reconciler.kube.configuration)
+
+    @kopf.on.resume(*resource, id=HANDLER_ID, registry=registry)
+    @kopf.on.create(*resource, id=HANDLER_ID, registry=registry)
+    @kopf.on.update(*resource, id=HANDLER_ID, registry=registry)
+    async def reconcile(body: kopf.Body, name: str, namespace: str | None, memo: Any, **kwargs: Any) -> None:
+        await _reconcile_or_raise(_runtime(memo), body, namespace or "", name, int(kwargs.get("retry") or 0))
+
+    @kopf.on.timer(
+        *resource,
+        id="resync",
+        interval=cfg.timer_interval,
+        initial_delay=cfg.timer_initial_delay,
+        registry=registry,
+    )
+    async def resync(body: kopf.Body, name: str, namespace: str | None, memo: Any, **kwargs: Any) -> None:
+        await _reconcile_or_raise(_runtime(memo), body, namespace or "", name, int(kwargs.get("retry") or 0))
+
+    def _owned(labels: kopf.Labels, **_: Any) -> bool:
+        return labels.get(MANAGED_BY_LABEL) == MANAGED_BY and bool(labels.get(INSTANCE_LABEL))
+
+    for group, version, plural in WATCHED_CHILDREN:
+
+        @kopf.on.event(group, version, plural, when=_owned, registry=registry)
+        async def child_changed(labels: kopf.Labels, namespace: str | None, memo: Any, **_: Any) -> None:
+            owner = labels.get(INSTANCE_LABEL)
+            if namespace and owner:
+                _runtime(memo).schedule(namespace, owner)
+
+
+async def _reconcile_or_raise(
+    runtime: Runtime, body: kopf.Body, namespace: str, name: str, retry: int
+) -> None:
+    try:
+        result = await runtime.reconciler.reconcile(namespace, name)
+    except (kube_mod.Transient, kube_mod.Conflict) as exc:
+        delay = retry_delay(runtime.config, retry)
+        kopf.warn(body, reason="ReconcileRetrying", message=f"{exc}; retrying in {delay:.0f}s")
+        raise kopf.TemporaryError(str(exc), delay=delay) from None
+    except KubeError as exc:
+        kopf.warn(body, reason="ReconcileFailed", message=str(exc))
+        raise kopf.PermanentError(str(exc)) from None
+    if result is not None:
+        post_events(result)

@@ -1,0 +1,246 @@
+"""The service layer: one idempotent, level-triggered reconcile of one SentimentModel.
+
+Read everything, write everything, every time; never branch on "was this a create or an update". The kopf
+handlers only call :meth:`Reconciler.reconcile` and translate its errors; this module has no kopf import, so
+it is tested with a fake or an emulated API server alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from sentiment_operator import builders, status
+from sentiment_operator.kube import (
+    INSTANCE_LABEL,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    SECRET,
+    SENTIMENT_MODEL,
+    JSONObj,
+    KindMissing,
+    Kube,
+    Outcome,
+    describe,
+    is_owned_by,
+    kind_of,
+)
+from sentiment_operator.spec import InvalidSpecError, SentimentModelSpec, parse_spec
+
+logger = logging.getLogger(__name__)
+
+EventType = Literal["Normal", "Warning"]
+VIRTUAL_SERVICE_KIND: Final = "VirtualService"
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event to post on the SentimentModel (the handler layer posts it)."""
+
+    type: EventType
+    reason: str
+    message: str
+
+
+@dataclass
+class Result:
+    """What one reconcile did."""
+
+    owner: JSONObj  # the SentimentModel as read at the start (for event references)
+    status: JSONObj | None = None  # the status patch written, if any
+    events: list[Event] = field(default_factory=list)
+    applied: dict[str, Outcome] = field(default_factory=dict)  # "Deployment ns/name" -> outcome
+    deleted: list[str] = field(default_factory=list)
+    invalid: InvalidSpecError | None = None
+
+
+def _now() -> str:
+    return status.now_rfc3339()
+
+
+class Reconciler:
+    """Makes the children and status of SentimentModels match their specs. Safe to call at any time."""
+
+    def __init__(self, kube: Kube, *, clock: Callable[[], str] = _now) -> None:
+        self.kube = kube
+        self.clock = clock
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    def lock(self, namespace: str, name: str) -> asyncio.Lock:
+        """One reconcile per SentimentModel at a time (handlers, timers and child watches all call in)."""
+        return self._locks.setdefault((namespace, name), asyncio.Lock())
+
+    def busy(self, namespace: str, name: str) -> bool:
+        return self.lock(namespace, name).locked()
+
+    async def reconcile(self, namespace: str, name: str) -> Result | None:
+        """Reconcile one SentimentModel; None if it is gone or being deleted (ownerReferences clean up).
+
+        Raises the kube module's typed errors (Transient, Conflict, Forbidden, Invalid) for the caller.
+        """
+        async with self.lock(namespace, name):
+            body = await self.kube.get(SENTIMENT_MODEL, namespace, name)
+            if body is None or body.get("metadata", {}).get("deletionTimestamp"):
+                return None
+            return await self._reconcile(body)
+
+    async def _reconcile(self, body: JSONObj) -> Result:
+        meta = body.get("metadata", {})
+        namespace, name = str(meta["namespace"]), str(meta["name"])
+        uid = meta.get("uid")
+        generation = meta.get("generation")
+        previous: Mapping[str, Any] = body.get("status") or {}
+        result = Result(owner=body)
+
+        try:
+            spec = parse_spec(name, body.get("spec"))
+        except InvalidSpecError as error:
+            result.invalid = error
+            new_status = status.invalid_status(
+                error=error, generation=generation, previous=previous, now=self.clock()
+            )
+            before = status.ready_of(previous)
+            if not (
+                before is not None
+                and before.get("reason") == status.INVALID_SPEC
+                and before.get("message") == f"{error.field}: {error.message}"
+            ):
+                result.events.append(Event("Warning", status.INVALID_SPEC, f"{error.field}: {error.message}"))
+            await self._write_status(namespace, name, previous, new_status, result)
+            return result
+
+        # The managed Redis password Secret comes first: the pod templates carry its uid.
+        auth_version: str | None = None
+        draft = builders.build_children(name, namespace, spec, uid=uid)
+        if draft.redis_auth_secret is not None:
+            outcome, auth_version = await self.kube.ensure_secret(draft.redis_auth_secret)
+            result.applied[describe(draft.redis_auth_secret)] = outcome
+        children = builders.build_children(name, namespace, spec, uid=uid, redis_auth_version=auth_version)
+
+        routing: status.RoutingState = "disabled"
+        for desired in children.objects():
+            if desired["kind"] == "Secret":
+                continue  # handled above; never patched
+            if desired["kind"] == VIRTUAL_SERVICE_KIND:
+                if not await self.kube.serves(kind_of(desired["apiVersion"], desired["kind"])):
+                    routing = "istio-missing"
+                    continue
+                routing = "applied"
+            result.applied[describe(desired)] = await self.kube.create_or_update(desired)
+
+        await self._prune(namespace, name, uid, children, result)
+
+        observed = status.Observed(
+            inference=await self._get("apps/v1", "Deployment", namespace, name),
+            canary=(
+                await self._get("apps/v1", "Deployment", namespace, builders.canary_name(name))
+                if children.canary_deployment is not None
+                else None
+            ),
+            redis=(
+                await self._get("apps/v1", "Deployment", namespace, builders.redis_name(name))
+                if children.redis_deployment is not None
+                else None
+            ),
+            hpa=(
+                await self._get("autoscaling/v2", "HorizontalPodAutoscaler", namespace, name)
+                if children.hpa is not None
+                else None
+            ),
+            routing=routing,
+        )
+        new_status = status.compute_status(
+            name=name,
+            namespace=namespace,
+            generation=generation,
+            spec=spec,
+            observed=observed,
+            previous=previous,
+            now=self.clock(),
+        )
+        self._change_events(result, previous, new_status, spec)
+        await self._write_status(namespace, name, previous, new_status, result)
+        return result
+
+    async def _get(self, api_version: str, kind: str, namespace: str, name: str) -> JSONObj | None:
+        return await self.kube.get(kind_of(api_version, kind), namespace, name)
+
+    async def _prune(
+        self, namespace: str, name: str, uid: str | None, children: builders.Children, result: Result
+    ) -> None:
+        """Delete objects with our labels and ownerReference that the spec no longer wants."""
+        wanted = children.keys()
+        selector = {INSTANCE_LABEL: name, MANAGED_BY_LABEL: MANAGED_BY}
+        for api_version, kind_name in builders.Children.MANAGED_KINDS:
+            kind = kind_of(api_version, kind_name)
+            if kind == SECRET:
+                # No list permission on Secrets (it would expose every Secret's data): the one we own has a
+                # deterministic name.
+                secret_name = builders.redis_auth_secret_name(name)
+                if (api_version, kind_name, secret_name) in wanted:
+                    continue
+                live = await self.kube.get(SECRET, namespace, secret_name)
+                candidates = [live] if live is not None else []
+            else:
+                try:
+                    candidates = await self.kube.list(kind, namespace, selector)
+                except KindMissing:
+                    continue  # e.g. Istio not installed: nothing of that kind can exist
+            for obj in candidates:
+                obj_name = obj.get("metadata", {}).get("name")
+                if (api_version, kind_name, obj_name) in wanted or not is_owned_by(obj, uid):
+                    continue
+                if await self.kube.delete(kind, namespace, str(obj_name)):
+                    logger.info("Deleted %s %s/%s", kind_name, namespace, obj_name)
+                    result.deleted.append(f"{kind_name} {namespace}/{obj_name}")
+
+    def _change_events(
+        self,
+        result: Result,
+        previous: Mapping[str, Any],
+        new_status: Mapping[str, Any],
+        spec: SentimentModelSpec,
+    ) -> None:
+        for what, outcome in result.applied.items():
+            if outcome == "created":
+                result.events.append(Event("Normal", "Created", f"Created {what}"))
+            elif outcome == "updated":
+                result.events.append(Event("Normal", "Updated", f"Updated {what}"))
+        for what in result.deleted:
+            result.events.append(Event("Normal", "Deleted", f"Deleted {what} (disabled in the spec)"))
+        before = status.ready_of(previous)
+        after = status.ready_of(new_status)
+        if after is not None and (before is None or before.get("status") != after.get("status")):
+            if after.get("status") == "True":
+                result.events.append(Event("Normal", "Ready", str(after.get("message"))))
+            elif before is not None and before.get("status") == "True":
+                result.events.append(Event("Warning", str(after.get("reason")), str(after.get("message"))))
+        routing = next(
+            (c for c in new_status.get("conditions") or [] if c.get("type") == status.ROUTING), None
+        )
+        old_routing = next(
+            (c for c in previous.get("conditions") or [] if c.get("type") == status.ROUTING), None
+        )
+        if (
+            spec.routing.enabled
+            and routing is not None
+            and routing.get("reason") == "IstioNotInstalled"
+            and (old_routing is None or old_routing.get("reason") != "IstioNotInstalled")
+        ):
+            result.events.append(Event("Warning", "IstioNotInstalled", str(routing.get("message"))))
+
+    async def _write_status(
+        self,
+        namespace: str,
+        name: str,
+        previous: Mapping[str, Any],
+        new_status: JSONObj,
+        result: Result,
+    ) -> None:
+        if not status.status_changed(previous, new_status):
+            return
+        await self.kube.patch(SENTIMENT_MODEL, namespace, name, {"status": new_status}, subresource="status")
+        result.status = new_status

@@ -1,0 +1,77 @@
+"""``sentiment-operator run``: kopf underneath, configured from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import kopf
+
+from sentiment_operator.handlers import OperatorConfig, register
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``sentiment-operator run`` (cli.py calls this for its ``run`` subparser)."""
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        dest="namespaces",
+        default=[],
+        metavar="NS",
+        help="serve SentimentModels in this namespace (repeatable; kopf glob patterns allowed)",
+    )
+    scope.add_argument(
+        "--all-namespaces", "-A", action="store_true", help="serve SentimentModels in every namespace"
+    )
+    parser.add_argument(
+        "--liveness",
+        metavar="URL",
+        default=None,
+        help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz",
+    )
+    peering = parser.add_mutually_exclusive_group()
+    peering.add_argument(
+        "--peering",
+        metavar="NAME",
+        default=None,
+        help="kopf peering object name for HA (replicas pause while a higher-priority peer runs)",
+    )
+    peering.add_argument(
+        "--standalone", action="store_true", help="no peering: assume this is the only operator instance"
+    )
+    parser.add_argument("--priority", type=int, default=0, help="peering priority of this instance")
+    parser.add_argument(
+        "--resync-interval",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how often every SentimentModel is reconciled even without changes (drift safety net)",
+    )
+    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the operator until SIGINT/SIGTERM; credentials from the in-cluster account or the kubeconfig."""
+    namespaces: list[str] = list(getattr(args, "namespaces", None) or [])
+    all_namespaces = bool(getattr(args, "all_namespaces", False))
+    if not namespaces and not all_namespaces:
+        print("error: pass --namespace NS (repeatable) or --all-namespaces")
+        return 2
+    logging.basicConfig(
+        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    registry = kopf.OperatorRegistry()
+    register(registry, OperatorConfig(timer_interval=float(getattr(args, "resync_interval", 60.0))))
+    kopf.run(
+        registry=registry,
+        clusterwide=all_namespaces,
+        namespaces=namespaces,
+        liveness_endpoint=getattr(args, "liveness", None),
+        peering_name=getattr(args, "peering", None),
+        standalone=bool(getattr(args, "standalone", False)) or None,
+        priority=int(getattr(args, "priority", 0)),
+    )
+    return 0

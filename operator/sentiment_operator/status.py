@@ -1,0 +1,309 @@
+"""Pure functions that compute a SentimentModel's status from its spec and its live children.
+
+Conditions follow the Kubernetes API conventions: a list keyed by ``type``, CamelCase ``reason``, a human
+``message``, ``observedGeneration``, and a ``lastTransitionTime`` that changes only when ``status`` flips.
+``Ready`` is the summary; ``Available`` (inference Deployment), ``CacheReady``, ``Autoscaling`` and
+``Routing`` explain it.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from sentiment_operator.spec import InvalidSpecError, SentimentModelSpec
+
+JSONObj = dict[str, Any]
+RoutingState = Literal["disabled", "applied", "istio-missing"]
+
+READY: Final = "Ready"
+AVAILABLE: Final = "Available"
+CACHE_READY: Final = "CacheReady"
+AUTOSCALING: Final = "Autoscaling"
+ROUTING: Final = "Routing"
+CONDITION_TYPES: Final = (READY, AVAILABLE, CACHE_READY, AUTOSCALING, ROUTING)
+
+INVALID_SPEC: Final = "InvalidSpec"
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the reconciler saw live after applying the desired objects."""
+
+    inference: Mapping[str, Any] | None = None  # Deployment <name>
+    canary: Mapping[str, Any] | None = None  # Deployment <name>-canary
+    redis: Mapping[str, Any] | None = None  # Deployment <name>-redis
+    hpa: Mapping[str, Any] | None = None  # HorizontalPodAutoscaler <name>
+    routing: RoutingState = "disabled"
+
+
+@dataclass(frozen=True)
+class Replicas:
+    desired: int
+    ready: int
+    updated: int
+    available: int
+
+
+def now_rfc3339(now: datetime.datetime | None = None) -> str:
+    moment = now or datetime.datetime.now(datetime.UTC)
+    return moment.astimezone(datetime.UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def deployment_replicas(deployment: Mapping[str, Any] | None, default_desired: int = 0) -> Replicas:
+    """Replica counts of a live Deployment (desired comes from its spec, which the HPA may have changed)."""
+    if deployment is None:
+        return Replicas(desired=default_desired, ready=0, updated=0, available=0)
+    spec = deployment.get("spec") or {}
+    status = deployment.get("status") or {}
+    desired = spec.get("replicas")
+    return Replicas(
+        desired=int(desired) if desired is not None else default_desired,
+        ready=int(status.get("readyReplicas") or 0),
+        updated=int(status.get("updatedReplicas") or 0),
+        available=int(status.get("availableReplicas") or 0),
+    )
+
+
+def _deployment_condition(deployment: Mapping[str, Any] | None, ctype: str) -> Mapping[str, Any] | None:
+    if deployment is None:
+        return None
+    for cond in (deployment.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == ctype:
+            return dict(cond)
+    return None
+
+
+def _condition(ctype: str, ok: bool, reason: str, message: str, generation: int | None) -> JSONObj:
+    cond: JSONObj = {"type": ctype, "status": "True" if ok else "False", "reason": reason, "message": message}
+    if generation is not None:
+        cond["observedGeneration"] = generation
+    return cond
+
+
+def available_condition(deployment: Mapping[str, Any] | None, name: str, generation: int | None) -> JSONObj:
+    if deployment is None:
+        return _condition(
+            AVAILABLE, False, "DeploymentMissing", f"Deployment {name} does not exist yet", generation
+        )
+    replicas = deployment_replicas(deployment, default_desired=1)
+    if replicas.desired == 0:
+        return _condition(AVAILABLE, False, "ScaledToZero", f"Deployment {name} has 0 replicas", generation)
+    dep_available = _deployment_condition(deployment, "Available")
+    if replicas.available >= 1 and (dep_available is None or dep_available.get("status") != "False"):
+        message = f"{replicas.ready}/{replicas.desired} replicas ready"
+        if replicas.updated < replicas.desired:
+            message += f", {replicas.updated} updated (rollout in progress)"
+        return _condition(AVAILABLE, True, "MinimumReplicasAvailable", message, generation)
+    progressing = _deployment_condition(deployment, "Progressing")
+    if progressing is not None and progressing.get("reason") == "ProgressDeadlineExceeded":
+        return _condition(
+            AVAILABLE, False, "ProgressDeadlineExceeded", str(progressing.get("message") or ""), generation
+        )
+    return _condition(
+        AVAILABLE,
+        False,
+        "DeploymentUnavailable",
+        f"{replicas.ready}/{replicas.desired} replicas ready; waiting for the model server to become ready",
+        generation,
+    )
+
+
+def cache_condition(
+    spec: SentimentModelSpec, observed: Observed, name: str, generation: int | None
+) -> JSONObj:
+    mode = spec.cache.mode
+    if mode == "disabled":
+        return _condition(
+            CACHE_READY, False, "Disabled", "cache disabled; only the in-process LRU is used", generation
+        )
+    if mode == "external":
+        assert spec.cache.external is not None
+        ref = spec.cache.external.url_secret_ref
+        return _condition(
+            CACHE_READY,
+            True,
+            "ExternalRedis",
+            f"using the Redis URL from Secret {ref.name} key {ref.key} (reachability is checked by the pods)",
+            generation,
+        )
+    replicas = deployment_replicas(observed.redis, default_desired=1)
+    if observed.redis is not None and replicas.available >= 1:
+        return _condition(
+            CACHE_READY, True, "RedisAvailable", f"Deployment {name}-redis is available", generation
+        )
+    return _condition(
+        CACHE_READY,
+        False,
+        "RedisUnavailable",
+        f"Deployment {name}-redis has no available replica yet",
+        generation,
+    )
+
+
+def autoscaling_condition(
+    spec: SentimentModelSpec, observed: Observed, name: str, generation: int | None
+) -> JSONObj:
+    auto = spec.autoscaling
+    if not auto.enabled:
+        return _condition(
+            AUTOSCALING,
+            False,
+            "Disabled",
+            f"autoscaling disabled; {spec.replicas} fixed replicas",
+            generation,
+        )
+    if observed.hpa is None:
+        return _condition(
+            AUTOSCALING,
+            False,
+            "HorizontalPodAutoscalerMissing",
+            f"HorizontalPodAutoscaler {name} not found",
+            generation,
+        )
+    message = (
+        f"{auto.min_replicas}-{auto.max_replicas} replicas at {auto.target_cpu_utilization_percentage}% CPU"
+    )
+    return _condition(AUTOSCALING, True, "HorizontalPodAutoscalerConfigured", message, generation)
+
+
+def routing_condition(
+    spec: SentimentModelSpec, observed: Observed, name: str, generation: int | None
+) -> JSONObj:
+    if not spec.routing.enabled:
+        return _condition(ROUTING, False, "Disabled", "routing disabled; no VirtualService", generation)
+    if observed.routing == "istio-missing":
+        return _condition(
+            ROUTING,
+            False,
+            "IstioNotInstalled",
+            "the networking.istio.io VirtualService CRD is not installed; the VirtualService was skipped",
+            generation,
+        )
+    gateways = ", ".join(spec.routing.gateways)
+    return _condition(
+        ROUTING,
+        True,
+        "VirtualServiceConfigured",
+        f"VirtualService {name} routes {spec.gateway_prefix(name)} on {gateways}",
+        generation,
+    )
+
+
+def ready_condition(
+    parts: Sequence[Mapping[str, Any]], spec: SentimentModelSpec, generation: int | None
+) -> JSONObj:
+    by_type = {str(c["type"]): c for c in parts}
+    available = by_type[AVAILABLE]
+    if available["status"] != "True":
+        return _condition(READY, False, str(available["reason"]), str(available["message"]), generation)
+    cache = by_type[CACHE_READY]
+    if spec.cache.mode == "managed" and cache["status"] != "True":
+        return _condition(READY, False, "CacheNotReady", str(cache["message"]), generation)
+    return _condition(READY, True, "Ready", str(available["message"]), generation)
+
+
+def canary_message(deployment: Mapping[str, Any] | None, name: str) -> str | None:
+    """A note for Ready when the canary exists but is not available yet (it does not block Ready)."""
+    if deployment is None:
+        return None
+    replicas = deployment_replicas(deployment, default_desired=1)
+    if replicas.available >= 1 or replicas.desired == 0:
+        return None
+    return f"canary Deployment {name}-canary is not available yet"
+
+
+def merge_conditions(
+    previous: Sequence[Mapping[str, Any]] | None, new: Sequence[Mapping[str, Any]], now: str
+) -> list[JSONObj]:
+    """Give each new condition a lastTransitionTime: kept from the previous one when the status did not flip.
+
+    Conditions of types we no longer report are dropped; the order is the order of ``new``.
+    """
+    old = {str(c.get("type")): c for c in previous or [] if isinstance(c, Mapping)}
+    out: list[JSONObj] = []
+    for cond in new:
+        merged = dict(cond)
+        before = old.get(str(cond["type"]))
+        if before is not None and before.get("status") == cond["status"] and before.get("lastTransitionTime"):
+            merged["lastTransitionTime"] = before["lastTransitionTime"]
+        else:
+            merged["lastTransitionTime"] = now
+        out.append(merged)
+    return out
+
+
+def url_for(name: str, namespace: str, spec: SentimentModelSpec) -> str:
+    prefix = spec.path_prefix(name)
+    return f"http://{name}.{namespace}.svc.cluster.local:{spec.server.port}{'' if prefix == '/' else prefix}"
+
+
+def compute_status(
+    *,
+    name: str,
+    namespace: str,
+    generation: int | None,
+    spec: SentimentModelSpec,
+    observed: Observed,
+    previous: Mapping[str, Any] | None,
+    now: str,
+) -> JSONObj:
+    """The full status of a valid SentimentModel. Keys with None values are to be removed (merge patch)."""
+    parts = [
+        available_condition(observed.inference, name, generation),
+        cache_condition(spec, observed, name, generation),
+        autoscaling_condition(spec, observed, name, generation),
+        routing_condition(spec, observed, name, generation),
+    ]
+    ready = ready_condition(parts, spec, generation)
+    note = canary_message(observed.canary, name)
+    if note is not None:
+        ready["message"] = f"{ready['message']}; {note}"
+    conditions = merge_conditions((previous or {}).get("conditions"), [ready, *parts], now)
+    default_desired = spec.autoscaling.min_replicas if spec.autoscaling.enabled else spec.replicas
+    replicas = deployment_replicas(observed.inference, default_desired=default_desired)
+    return {
+        "observedGeneration": generation,
+        "conditions": conditions,
+        "replicas": replicas.desired,
+        "readyReplicas": replicas.ready,
+        "updatedReplicas": replicas.updated,
+        "replicasSummary": f"{replicas.ready}/{replicas.desired}",
+        "url": url_for(name, namespace, spec),
+        "gatewayPath": spec.gateway_prefix(name) if spec.routing.enabled else None,
+    }
+
+
+def invalid_status(
+    *, error: InvalidSpecError, generation: int | None, previous: Mapping[str, Any] | None, now: str
+) -> JSONObj:
+    """Status for a spec that cannot be served: Ready=False/InvalidSpec naming the field; children untouched.
+
+    The other conditions and the replica counts keep describing whatever is still running.
+    """
+    ready = _condition(READY, False, INVALID_SPEC, f"{error.field}: {error.message}", generation)
+    old = [c for c in (previous or {}).get("conditions") or [] if isinstance(c, Mapping)]
+    others = [dict(c) for c in old if c.get("type") != READY]
+    conditions = merge_conditions(old, [ready], now) + others
+    return {"observedGeneration": generation, "conditions": conditions}
+
+
+def ready_of(status: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    for cond in (status or {}).get("conditions") or []:
+        if isinstance(cond, Mapping) and cond.get("type") == READY:
+            return cond
+    return None
+
+
+def status_changed(previous: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
+    """Whether patching ``new`` over ``previous`` would change anything (None values mean removal)."""
+    before = previous or {}
+    for key, value in new.items():
+        if value is None:
+            if key in before:
+                return True
+        elif before.get(key) != value:
+            return True
+    return False
