@@ -17,6 +17,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    JsonValue,
     ValidationError,
     WithJsonSchema,
     field_validator,
@@ -25,6 +26,8 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from .podsecurity import RESTRICTED_CONTAINER_CONTEXT, container_violations, restricted_pod_context
+
+JsonDict = dict[str, JsonValue]
 
 GROUP = "serving.sentiment.dev"
 VERSION = "v1alpha1"
@@ -148,7 +151,7 @@ Quantity = Annotated[
     ),
 ]
 
-_REDIS_MEMORY = re.compile(r"^(?P<num>[0-9]+)(?P<unit>b|k|kb|m|mb|g|gb)?$", re.IGNORECASE)
+_REDIS_MEMORY = re.compile(r"^([0-9]+)([bB]|[kKmMgG][bB]?)?$")
 _REDIS_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1024, "m": 10**6, "mb": 2**20, "g": 10**9, "gb": 2**30}
 
 
@@ -157,7 +160,7 @@ def parse_redis_memory(value: str) -> int:
     match = _REDIS_MEMORY.match(value.strip())
     if match is None:
         raise ValueError(f"{value!r} is not a Redis memory size (examples: 256mb, 1gb)")
-    return int(match["num"]) * _REDIS_UNITS[(match["unit"] or "").lower()]
+    return int(match[1]) * _REDIS_UNITS[(match[2] or "").lower()]
 
 
 # --- Models ----------------------------------------------------------------------------------------------
@@ -178,6 +181,11 @@ def _cel(rule: str, message: str, field_path: str | None = None) -> dict[str, An
         out["fieldPath"] = field_path
         out["reason"] = "FieldValueInvalid"
     return out
+
+
+def _without_default(schema: JsonDict) -> None:
+    """Keep a field's default out of the CRD (pydantic still applies it)."""
+    schema.pop("default", None)
 
 
 class ResourceRequirements(_Spec):
@@ -296,6 +304,8 @@ class ModelSpec(_Spec):
     source: ModelSource = Field(
         ModelSource(image=ImageSource()),
         description="Where the model comes from (default: baked into the image).",
+        # No default in the CRD: a stored `image: {}` would survive a later `kubectl apply` of `pvc:`.
+        json_schema_extra=_without_default,
     )
     max_sequence_length: int = Field(512, ge=8, le=8192, description="Tokens per text after truncation.")
     precision: Literal["none", "int8"] = Field(
@@ -603,7 +613,8 @@ class SentimentModelSpec(_Spec):
         "that need a writable root filesystem or root.",
     )
     server: ServerSpec = Field(ServerSpec(), description="Server settings.")
-    cache: CacheSpec = Field(CacheSpec(), description="Prediction cache.")
+    # CRD default {}, not {managed: {}}: a stored managed block would clash with a later `external:`.
+    cache: CacheSpec = Field(CacheSpec(), description="Prediction cache.", json_schema_extra={"default": {}})
     autoscaling: AutoscalingSpec = Field(AutoscalingSpec(), description="Horizontal pod autoscaling.")
     routing: RoutingSpec = Field(RoutingSpec(), description="Istio routing.")
     network_policy: NetworkPolicySpec = Field(NetworkPolicySpec(), description="Network isolation.")

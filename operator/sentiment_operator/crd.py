@@ -1,0 +1,286 @@
+"""Generate the SentimentModel CustomResourceDefinition from the pydantic spec (one source of truth).
+
+``python -m sentiment_operator.crd > crds/sentimentmodel.yaml``; a test checks the committed file is current.
+
+pydantic's JSON schema becomes a Kubernetes *structural* schema: ``$ref`` inlined, ``Optional`` unwrapped
+(absent or null means "use the default"; the API server prunes nulls of non-nullable fields), free-form
+Kubernetes types marked ``x-kubernetes-preserve-unknown-fields``, object defaults reduced to what the leaf
+defaults do not already supply, and the models' CEL rules kept as ``x-kubernetes-validations``.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from typing import Any
+
+import yaml
+
+from .spec import (
+    GROUP,
+    KIND,
+    MAX_NAME_LENGTH,
+    PLURAL,
+    SHORT_NAMES,
+    SINGULAR,
+    VERSION,
+    SentimentModelSpec,
+)
+
+Schema = dict[str, Any]
+
+_DROP_KEYS = frozenset({"title"})
+_KEY_ORDER = ("type", "description", "default", "required", "properties")
+
+CONDITION_SCHEMA: Schema = {
+    "type": "object",
+    "description": "One aspect of the SentimentModel's state (Kubernetes API conventions).",
+    "required": ["type", "status"],
+    "properties": {
+        "type": {
+            "type": "string",
+            "description": "Ready (summary), Available, CacheReady, Autoscaling or Routing.",
+            "maxLength": 316,
+        },
+        "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
+        "reason": {
+            "type": "string",
+            "description": "CamelCase reason for the last transition.",
+            "maxLength": 1024,
+        },
+        "message": {"type": "string", "description": "Human-readable details.", "maxLength": 32768},
+        "lastTransitionTime": {
+            "type": "string",
+            "format": "date-time",
+            "description": "When status last changed.",
+        },
+        "observedGeneration": {
+            "type": "integer",
+            "format": "int64",
+            "minimum": 0,
+            "description": "The metadata.generation this condition was computed for.",
+        },
+    },
+}
+
+STATUS_SCHEMA: Schema = {
+    "type": "object",
+    "description": "Observed state, written by the operator.",
+    "properties": {
+        "observedGeneration": {
+            "type": "integer",
+            "format": "int64",
+            "description": "The metadata.generation the operator last reconciled.",
+        },
+        "conditions": {
+            "type": "array",
+            "description": "Ready is the summary; Available, CacheReady, Autoscaling and Routing explain it.",
+            "items": CONDITION_SCHEMA,
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+            "maxItems": 16,
+        },
+        "replicas": {"type": "integer", "format": "int32", "description": "Desired server replicas."},
+        "readyReplicas": {"type": "integer", "format": "int32", "description": "Ready server replicas."},
+        "updatedReplicas": {
+            "type": "integer",
+            "format": "int32",
+            "description": "Server replicas running the current pod template.",
+        },
+        "replicasSummary": {"type": "string", "description": 'Ready/desired server replicas, e.g. "2/3".'},
+        "url": {
+            "type": "string",
+            "nullable": True,
+            "description": "In-cluster URL of the API, http://<name>.<namespace>.svc.cluster.local:<port><prefix>.",
+        },
+        "gatewayPath": {
+            "type": "string",
+            "nullable": True,
+            "description": "Path prefix on the Istio gateway when routing is enabled.",
+        },
+    },
+}
+
+PRINTER_COLUMNS: list[Schema] = [
+    {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+    {"name": "Replicas", "type": "string", "jsonPath": ".status.replicasSummary"},
+    {"name": "Model", "type": "string", "jsonPath": ".spec.model.id"},
+    {"name": "Path", "type": "string", "jsonPath": ".status.gatewayPath"},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    {"name": "URL", "type": "string", "jsonPath": ".status.url", "priority": 1},
+    {"name": "Precision", "type": "string", "jsonPath": ".spec.model.precision", "priority": 1},
+    {
+        "name": "Reason",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+        "priority": 1,
+    },
+]
+
+ROOT_VALIDATIONS: list[Schema] = [
+    {
+        "rule": f"size(self.metadata.name) <= {MAX_NAME_LENGTH}",
+        "message": f"metadata.name must be at most {MAX_NAME_LENGTH} characters (child names add suffixes)",
+    },
+    {
+        "rule": "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
+        "message": "metadata.name must be a DNS-1035 label (it names Services)",
+    },
+]
+
+
+def _resolve(node: Schema, defs: dict[str, Schema]) -> Schema:
+    """Inline a $ref (sibling keys such as description/default win) and unwrap ``X | None``."""
+    node = dict(node)
+    ref = node.pop("$ref", None)
+    if ref is not None:
+        target = defs[ref.rsplit("/", 1)[-1]]
+        node = {**copy.deepcopy(target), **node}
+    any_of = node.get("anyOf")
+    if any_of is not None:
+        non_null = [member for member in any_of if member != {"type": "null"}]
+        if len(non_null) != len(any_of):
+            del node["anyOf"]
+            if node.get("default", "x") is None:
+                del node["default"]
+            if len(non_null) == 1:
+                inner = _resolve(non_null[0], defs)
+                node = {**inner, **{k: v for k, v in node.items() if k not in inner or k == "description"}}
+            else:
+                node["anyOf"] = non_null
+    return node
+
+
+def _minimal_default(schema: Schema, value: Any) -> Any:
+    """Drop the parts of an object default that the nested defaults of ``schema`` already produce."""
+    properties = schema.get("properties")
+    if not isinstance(value, dict) or not isinstance(properties, dict):
+        return value
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if item is None:
+            continue
+        sub = properties.get(key)
+        if sub is None:
+            out[key] = item
+            continue
+        if "default" not in sub and "properties" in sub:
+            # An optional sub-object without a CRD default: absent means "pydantic's default" already.
+            continue
+        reduced = _minimal_default(sub, item)
+        if "default" in sub and sub["default"] == reduced:
+            continue
+        if isinstance(reduced, dict) and not reduced and sub.get("type") == "object" and "default" in sub:
+            continue
+        out[key] = reduced
+    return out
+
+
+def structural(node: Schema, defs: dict[str, Schema]) -> Schema:
+    """Convert one pydantic JSON-schema node (and its children) into a structural Kubernetes schema node."""
+    node = _resolve(node, defs)
+    out: Schema = {}
+    for key, value in node.items():
+        if key in _DROP_KEYS:
+            continue
+        if key == "properties":
+            out[key] = {name: structural(sub, defs) for name, sub in value.items()}
+        elif key == "items":
+            out[key] = structural(value, defs)
+        elif key == "additionalProperties":
+            if isinstance(value, dict):
+                out[key] = structural(value, defs)
+            # False: structural schemas forbid it (unknown fields are pruned anyway). True: see below.
+        elif key == "anyOf":
+            out[key] = [structural(member, defs) for member in value]
+        else:
+            out[key] = copy.deepcopy(value)
+    if out.get("type") == "object" and "properties" not in out and "additionalProperties" not in out:
+        # A free-form Kubernetes object (HPA behavior, tolerations): keep it as the user wrote it.
+        out["x-kubernetes-preserve-unknown-fields"] = True
+    if "default" in out:
+        out["default"] = _minimal_default(out, out["default"])
+    first = [key for key in _KEY_ORDER if key in out]
+    return {**{key: out[key] for key in first}, **{k: v for k, v in out.items() if k not in first}}
+
+
+def spec_schema() -> Schema:
+    """The structural openAPIV3Schema of ``.spec``."""
+    raw = SentimentModelSpec.model_json_schema(by_alias=True, mode="validation")
+    defs = raw.pop("$defs", {})
+    schema = structural(raw, defs)
+    schema["default"] = {}
+    return schema
+
+
+def crd() -> Schema:
+    """The complete CustomResourceDefinition manifest."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{PLURAL}.{GROUP}",
+            "labels": {
+                "app.kubernetes.io/name": "sentiment-operator",
+                "app.kubernetes.io/part-of": "sentiment-operator",
+            },
+        },
+        "spec": {
+            "group": GROUP,
+            "names": {
+                "kind": KIND,
+                "listKind": f"{KIND}List",
+                "plural": PLURAL,
+                "singular": SINGULAR,
+                "shortNames": list(SHORT_NAMES),
+                "categories": ["sentiment"],
+            },
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": copy.deepcopy(PRINTER_COLUMNS),
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": "A sentiment-analysis service: server Deployment, Service, "
+                            "optional Redis cache, HPA, Istio route and NetworkPolicies.",
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": spec_schema(),
+                                "status": copy.deepcopy(STATUS_SCHEMA),
+                            },
+                            "x-kubernetes-validations": copy.deepcopy(ROOT_VALIDATIONS),
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+class _Dumper(yaml.SafeDumper):
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def render() -> str:
+    """The CRD as YAML, exactly as committed in crds/sentimentmodel.yaml."""
+    header = (
+        "# Generated by `python -m sentiment_operator.crd` from sentiment_operator/spec.py; do not edit.\n"
+    )
+    return header + yaml.dump(crd(), Dumper=_Dumper, sort_keys=False, width=110)
+
+
+def main() -> None:
+    sys.stdout.write(render())
+
+
+if __name__ == "__main__":
+    main()
