@@ -1,0 +1,234 @@
+"""Invariants of Dockerfile.inference and Dockerfile.operator, checked without a Docker engine.
+
+Every step that runs inside an image is a project command; the model-download step is run here for real
+(against a local source instead of the hub).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import re
+import shlex
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dockerfile_parser import Dockerfile, Stage, dockerignore_excludes, parse, substitute
+from packaging.requirements import Requirement
+
+ROOT = Path(__file__).resolve().parents[2]
+PYPROJECT: dict[str, Any] = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+SCRIPTS: dict[str, str] = PYPROJECT["project"]["scripts"]
+EXTRAS: dict[str, list[str]] = PYPROJECT["project"]["optional-dependencies"]
+MODEL_DIR = "/opt/sentiment/model"
+
+INFERENCE = parse(ROOT / "Dockerfile.inference")
+OPERATOR = parse(ROOT / "Dockerfile.operator")
+BOTH = pytest.mark.parametrize("dockerfile", [INFERENCE, OPERATOR], ids=["inference", "operator"])
+
+# A pinned image: an explicit version tag (not latest / a moving major) and a sha256 manifest digest.
+PINNED = re.compile(r"^[\w.\-/:]+:(?P<tag>\d+\.\d+\.\d+[\w.\-]*)@sha256:[0-9a-f]{64}$")
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+def _runs(stage: Stage) -> str:
+    return "\n".join(inst.args for inst in stage.all("RUN"))
+
+
+def _copied_from(stage: Stage) -> dict[str, str]:
+    """destination -> source stage for every COPY --from in ``stage``."""
+    out: dict[str, str] = {}
+    for inst in stage.all("COPY"):
+        match = re.match(r"--from=(\S+)\s+(\S+)\s+(\S+)$", inst.args)
+        if match:
+            out[match.group(3)] = match.group(1)
+    return out
+
+
+@BOTH
+def test_is_multi_stage_and_final_stage_builds_from_a_clean_base(dockerfile: Dockerfile) -> None:
+    assert len(dockerfile.stages) >= 2, f"{dockerfile.path.name} must be multi-stage"
+    stage_names = {s.name for s in dockerfile.stages if s.name}
+    final = dockerfile.final
+    assert final.base not in stage_names, "the final stage must start from the slim base, not a build stage"
+    # Nothing is built in the final stage: no pip, no apt, no compilers; artifacts come from build stages.
+    runs = _runs(final)
+    for forbidden in ("pip ", "apt-get", "apk ", "gcc", "build-essential", "make "):
+        assert forbidden not in runs, f"final stage of {dockerfile.path.name} runs {forbidden.strip()!r}"
+    assert "/opt/venv" in _copied_from(final)
+
+
+@BOTH
+def test_base_images_are_pinned_by_version_and_digest(dockerfile: Dockerfile) -> None:
+    earlier: set[str] = set()
+    for stage in dockerfile.stages:
+        if stage.base in earlier:
+            continue  # FROM a previous stage
+        match = PINNED.match(stage.base)
+        assert match, f"{dockerfile.path.name} stage {stage.index}: base {stage.base!r} is not pinned"
+        assert stage.base.startswith("python:3.11."), "the images run the Python the project targets"
+        if stage.name:
+            earlier.add(stage.name)
+
+
+@BOTH
+def test_final_stage_runs_as_a_numeric_non_root_user(dockerfile: Dockerfile) -> None:
+    final = dockerfile.final
+    user = final.last("USER")
+    assert user is not None, f"{dockerfile.path.name}: final stage has no USER"
+    uid, _, gid = user.args.partition(":")
+    assert uid.isdigit(), f"USER must be numeric so runAsNonRoot can verify it, got {user.args!r}"
+    assert int(uid) != 0
+    assert not gid or (gid.isdigit() and int(gid) != 0)
+    entrypoint = final.last("ENTRYPOINT")
+    assert entrypoint is not None
+    assert user.line < entrypoint.line
+    # The uid the operator's pods run as (runAsUser) is the one the image is built for.
+    from sentiment_operator.builders import APP_UID
+
+    assert int(uid) == APP_UID
+
+
+@BOTH
+def test_pip_keeps_no_cache(dockerfile: Dockerfile) -> None:
+    for stage in dockerfile.stages:
+        if "pip install" in _runs(stage):
+            env = {**dockerfile.stages[0].env(), **stage.env()}
+            assert env.get("PIP_NO_CACHE_DIR") == "1" or "--no-cache-dir" in _runs(stage)
+
+
+def test_inference_entrypoint_is_the_declared_server_script() -> None:
+    entrypoint = INFERENCE.final.last("ENTRYPOINT")
+    assert entrypoint is not None
+    argv = entrypoint.exec_form()
+    assert argv == ["sentiment-serve"]
+    assert SCRIPTS["sentiment-serve"] == "sentiment_inference.cli:main"
+
+
+def test_operator_entrypoint_and_cmd_parse_with_the_real_cli() -> None:
+    final = OPERATOR.final
+    entrypoint, cmd = final.last("ENTRYPOINT"), final.last("CMD")
+    assert entrypoint is not None
+    assert cmd is not None
+    argv = entrypoint.exec_form()
+    assert argv == ["sentiment-operator"]
+    assert SCRIPTS["sentiment-operator"] == "sentiment_operator.cli:main"
+    from sentiment_operator.cli import build_parser
+
+    args = build_parser().parse_args(cmd.exec_form())
+    assert args.command == "run"
+    assert args.all_namespaces is True
+    # The liveness endpoint matches the port the image exposes.
+    expose = final.last("EXPOSE")
+    assert expose is not None
+    assert f":{expose.args}/" in args.liveness
+
+
+def test_inference_image_installs_cpu_torch_pinned_like_pyproject() -> None:
+    builder = INFERENCE.stage("builder")
+    runs = _runs(builder)
+    torch_pin = next(Requirement(r) for r in EXTRAS["inference"] if Requirement(r).name == "torch")
+    version = str(torch_pin.specifier).removeprefix("==")
+    assert builder.arg_defaults()["TORCH_VERSION"] == version
+    assert re.search(r'pip install "torch==\$\{TORCH_VERSION\}" --index-url ' + re.escape(CPU_INDEX), runs)
+    # torch is installed before the project so the extra's pin is satisfied by the CPU wheel.
+    assert runs.index("torch==") < runs.index('pip install ".[inference]"')
+
+
+def test_inference_image_bakes_the_model_and_runs_offline() -> None:
+    final = INFERENCE.final
+    assert _copied_from(final)[MODEL_DIR] == "model"
+    env = final.env()
+    assert env["HF_HUB_OFFLINE"] == "1"
+    assert env["TRANSFORMERS_OFFLINE"] == "1"
+    assert env["SENTIMENT_MODEL_PATH"] == MODEL_DIR
+    assert env["SENTIMENT_MODEL_ID"] == "${MODEL_ID}"
+    # Same default model id in the build stage, the final stage and the server's own default.
+    from sentiment_inference.settings import Settings
+
+    defaults = {name: f.default for name, f in Settings.model_fields.items()}
+    assert INFERENCE.stage("model").arg_defaults()["MODEL_ID"] == defaults["model_id"]
+    assert final.arg_defaults()["MODEL_ID"] == defaults["model_id"]
+    assert defaults["model_path"] == MODEL_DIR
+    expose = final.last("EXPOSE")
+    assert expose is not None
+    assert int(expose.args) == defaults["port"]
+
+
+def test_operator_image_installs_no_torch() -> None:
+    text = "\n".join(_runs(stage) for stage in OPERATOR.stages)
+    assert 'pip install ".[operator]"' in text
+    for heavy in ("torch", "transformers", "[inference]", "[dev]"):
+        assert heavy not in text, f"Dockerfile.operator mentions {heavy}"
+    # ...and nothing in the operator extra pulls torch in transitively (walks the installed metadata).
+    seen: set[str] = set()
+    todo = [Requirement(r).name for r in EXTRAS["operator"]]
+    while todo:
+        name = todo.pop().lower().replace("_", "-")
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requires = importlib.metadata.requires(name) or []
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        for raw in requires:
+            req = Requirement(raw)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(req.name)
+    assert {"kopf", "kubernetes", "pydantic"} <= seen
+    assert not seen & {"torch", "transformers", "tokenizers", "nvidia-cudnn-cu12"}, sorted(seen)
+
+
+@BOTH
+def test_build_context_is_an_allowlist_that_covers_every_copy(dockerfile: Dockerfile) -> None:
+    patterns = (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    for stage in dockerfile.stages:
+        for inst in stage.all("COPY"):
+            if inst.args.startswith("--from="):
+                continue
+            *sources, _dest = inst.args.split()
+            for source in sources:
+                assert (ROOT / source).exists(), f"COPY source {source} does not exist"
+                assert not dockerignore_excludes(patterns, source), f".dockerignore excludes {source}"
+                if (ROOT / source).is_dir():
+                    for py in (ROOT / source).rglob("*.py"):
+                        rel = py.relative_to(ROOT).as_posix()
+                        if "__pycache__" not in rel:
+                            assert not dockerignore_excludes(patterns, rel), rel
+    for private in (".venv/bin/python", ".git/config", ".cache/demo/model.safetensors", "tests/conftest.py"):
+        assert dockerignore_excludes(patterns, private), f".dockerignore lets {private} into the context"
+
+
+def test_model_stage_command_fetches_a_loadable_model(tmp_path: Path, deploy_tiny_model: Path) -> None:
+    """The model stage's RUN, with its ARG defaults, run for real against a local source (not the hub)."""
+    model = INFERENCE.stage("model")
+    (command,) = [inst.args for inst in model.all("RUN")]
+    fetch_cmd = command.split("&&")[0].strip()
+    argv = shlex.split(substitute(fetch_cmd, model.arg_defaults()))
+    assert argv[0] == "sentiment-fetch-model"
+    assert "sentiment-fetch-model" in SCRIPTS
+    assert argv[argv.index("--out") + 1] == MODEL_DIR
+    out = tmp_path / "opt-sentiment-model"
+    argv[argv.index("--out") + 1] = str(out)
+    argv += ["--source", str(deploy_tiny_model)]
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / argv[0]), *argv[1:]],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        env={
+            "PATH": str(Path(sys.executable).parent),
+            "HF_HUB_OFFLINE": "1",
+            "HF_HOME": str(tmp_path / "hf"),
+        },
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "MODEL_ID").read_text(encoding="utf-8").strip() == model.arg_defaults()["MODEL_ID"]
+    config = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    assert set(config["id2label"].values()) == {"NEGATIVE", "POSITIVE"}
