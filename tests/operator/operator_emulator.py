@@ -127,7 +127,11 @@ class ApiServer(kmock.KubernetesEmulator):
         """
         for resource, bus in list(self._buses.items()):
             if resource.plural == plural:
-                marker = {"type": _BREAK, "expired": expired, "object": {"metadata": {"namespace": namespace}}}
+                marker = {
+                    "type": _BREAK,
+                    "expired": expired,
+                    "object": {"metadata": {"namespace": namespace}},
+                }
                 await bus.put(marker)
 
     # --- realism ----------------------------------------------------------------------------------------

@@ -22,8 +22,8 @@ CHILDREN = [
 ]
 
 
-def _children_exist(cluster: Cluster) -> bool:
-    return all(cluster.api.live(path, NAMESPACE, name) is not None for path, name in CHILDREN)
+def _children_exist(cluster: Cluster, expected: list[tuple[str, str]] = CHILDREN) -> bool:
+    return all(cluster.api.live(path, NAMESPACE, name) is not None for path, name in expected)
 
 
 async def test_create_builds_every_child_with_owner_references_and_status(
@@ -44,7 +44,9 @@ async def test_create_builds_every_child_with_owner_references_and_status(
         assert labels["app.kubernetes.io/instance"] == NAME
         assert labels["app.kubernetes.io/managed-by"] == "sentiment-operator"
 
-    status = await eventually(lambda: (cluster.model(NAME) or {}).get("status", {}).get("conditions"), what="status")
+    status = await eventually(
+        lambda: (cluster.model(NAME) or {}).get("status", {}).get("conditions"), what="status"
+    )
     model = cluster.model(NAME)
     assert model is not None
     st = model["status"]
@@ -53,14 +55,24 @@ async def test_create_builds_every_child_with_owner_references_and_status(
     assert st["replicasSummary"] == "0/1"
     assert {c["type"] for c in status} == {"Ready", "Available", "CacheReady", "Autoscaling", "Routing"}
     ready = cluster.condition(NAME, "Ready")
-    assert ready is not None and ready["status"] == "False"
+    assert ready is not None
+    assert ready["status"] == "False"
     # No handler results or other clutter in status; kopf's bookkeeping under our domain.
     assert set(st) <= {
-        "observedGeneration", "conditions", "replicas", "readyReplicas", "updatedReplicas", "replicasSummary", "url",
+        "observedGeneration",
+        "conditions",
+        "replicas",
+        "readyReplicas",
+        "updatedReplicas",
+        "replicasSummary",
+        "url",
         "gatewayPath",
     }
-    annotations = model["metadata"].get("annotations") or {}
-    assert annotations and all(k.startswith("serving.sentiment.dev/") for k in annotations)
+    annotations = await eventually(
+        lambda: (cluster.model(NAME) or {}).get("metadata", {}).get("annotations"), what="kopf's annotations"
+    )
+    assert "serving.sentiment.dev/last-handled-configuration" in annotations
+    assert all(k.startswith("serving.sentiment.dev/") for k in annotations), annotations
     for finalizer in model["metadata"].get("finalizers") or []:
         assert finalizer.startswith("serving.sentiment.dev/")
 
@@ -69,3 +81,172 @@ async def test_create_builds_every_child_with_owner_references_and_status(
         plural = path.rsplit("/", 1)[1]
         assert len(cluster.requests(method="POST", plural=plural, name=name)) == 1, f"{plural}/{name}"
     assert_no_secret_leak(cluster, NAME, all_logs)
+
+
+async def _created(
+    cluster: Cluster, spec: dict[str, Any] | None = None, expected: list[tuple[str, str]] = CHILDREN
+) -> dict[str, Any]:
+    body = await cluster.create_model(NAME, spec if spec is not None else BASE_SPEC)
+    await eventually(lambda: _children_exist(cluster, expected), what="every child object")
+    await eventually(lambda: cluster.condition(NAME, "Ready"), what="status conditions")
+    return body
+
+
+def _server_image(cluster: Cluster) -> str | None:
+    deployment = cluster.api.live("apps/v1/deployments", NAMESPACE, NAME)
+    if deployment is None:
+        return None
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    return str(next(c["image"] for c in containers if c["name"] == "server"))
+
+
+async def test_spec_change_updates_the_deployment_in_place(
+    cluster: Cluster, operator: OperatorHandle
+) -> None:
+    await _created(cluster)
+    before = cluster.api.live("apps/v1/deployments", NAMESPACE, NAME)
+    assert before is not None
+
+    await cluster.patch_model(NAME, {"spec": {"image": "registry.example/inference:2.0"}})
+
+    await eventually(lambda: _server_image(cluster) == "registry.example/inference:2.0", what="new image")
+    after = cluster.api.live("apps/v1/deployments", NAMESPACE, NAME)
+    assert after is not None
+    assert after["metadata"]["uid"] == before["metadata"]["uid"], "updated in place, not re-created"
+    assert len(cluster.requests(method="POST", plural="deployments", name=NAME)) == 1
+    assert len(cluster.requests(method="DELETE", plural="deployments")) == 0
+    assert len(cluster.requests(method="PATCH", plural="deployments", name=NAME)) >= 1
+    await eventually(lambda: (cluster.model(NAME) or {}).get("status", {}).get("observedGeneration") == 2)
+
+
+async def test_deleted_child_is_restored(cluster: Cluster, operator: OperatorHandle) -> None:
+    await _created(cluster)
+    old = cluster.api.live("v1/services", NAMESPACE, NAME)
+    assert old is not None
+
+    await cluster.delete("v1/services", NAMESPACE, NAME)
+    assert cluster.api.live("v1/services", NAMESPACE, NAME) is None
+
+    restored = await eventually(
+        lambda: cluster.api.live("v1/services", NAMESPACE, NAME), what="restored Service"
+    )
+    assert restored["metadata"]["uid"] != old["metadata"]["uid"]
+    assert restored["spec"]["ports"] == old["spec"]["ports"]
+    assert restored["metadata"]["ownerReferences"] == old["metadata"]["ownerReferences"]
+
+
+async def test_hand_edited_child_is_reverted(cluster: Cluster, operator: OperatorHandle) -> None:
+    await _created(cluster)
+    await cluster.http(
+        "PATCH",
+        f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{NAME}",
+        {"spec": {"template": {"spec": {"containers": [{"name": "server", "image": "evil:latest"}]}}}},
+        content_type="application/merge-patch+json",
+    )
+    await eventually(lambda: _server_image(cluster) == BASE_SPEC["image"], what="image reverted")
+
+
+async def test_feature_turned_off_removes_its_children(cluster: Cluster, operator: OperatorHandle) -> None:
+    await _created(cluster)
+
+    await cluster.patch_model(
+        NAME, {"spec": {"autoscaling": {"enabled": False}, "replicas": 3, "cache": {"enabled": False}}}
+    )
+
+    gone = [
+        ("autoscaling/v2/horizontalpodautoscalers", NAME),
+        ("apps/v1/deployments", f"{NAME}-redis"),
+        ("v1/services", f"{NAME}-redis"),
+        ("v1/secrets", f"{NAME}-redis-auth"),
+        ("networking.k8s.io/v1/networkpolicies", f"{NAME}-redis"),
+    ]
+    await eventually(
+        lambda: all(cluster.api.live(path, NAMESPACE, name) is None for path, name in gone),
+        what="disabled features' children removed",
+    )
+    deployment = cluster.api.live("apps/v1/deployments", NAMESPACE, NAME)
+    assert deployment is not None
+    assert deployment["spec"]["replicas"] == 3
+    for path, name in [("apps/v1/deployments", NAME), ("v1/services", NAME)]:
+        assert cluster.api.live(path, NAMESPACE, name) is not None
+    cond = await eventually(
+        lambda: (c := cluster.condition(NAME, "Autoscaling")) and c["reason"] == "Disabled" and c,
+        what="Autoscaling=Disabled",
+    )
+    assert cond["status"] == "False"
+
+
+async def test_status_follows_deployment_readiness(
+    cluster: Cluster, operator: OperatorHandle, all_logs: pytest.LogCaptureFixture
+) -> None:
+    without_hpa = [child for child in CHILDREN if "horizontalpodautoscalers" not in child[0]]
+    await _created(cluster, {**BASE_SPEC, "autoscaling": {"enabled": False}, "replicas": 2}, without_hpa)
+    assert (cluster.condition(NAME, "Ready") or {})["status"] == "False"
+
+    await cluster.set_deployment_status(f"{NAME}-redis", ready=1)
+    await cluster.set_deployment_status(NAME, ready=2)
+
+    ready = await eventually(
+        lambda: (c := cluster.condition(NAME, "Ready")) and c["status"] == "True" and c, what="Ready=True"
+    )
+    model = cluster.model(NAME)
+    assert model is not None
+    assert model["status"]["readyReplicas"] == 2
+    assert model["status"]["replicasSummary"] == "2/2"
+    assert (cluster.condition(NAME, "Available") or {})["status"] == "True"
+    assert (cluster.condition(NAME, "CacheReady") or {})["status"] == "True"
+    await eventually(lambda: cluster.events(reason="Ready", type="Normal"), what="a Normal Ready Event")
+
+    # Readiness drops: Ready flips to False with a new lastTransitionTime, and says why.
+    await cluster.set_deployment_status(NAME, ready=0, replicas=2)
+    not_ready = await eventually(
+        lambda: (c := cluster.condition(NAME, "Ready")) and c["status"] == "False" and c, what="Ready=False"
+    )
+    assert not_ready["reason"] == "DeploymentUnavailable"
+    assert "0/2" in not_ready["message"]
+    assert not_ready["lastTransitionTime"] >= ready["lastTransitionTime"]
+    assert (cluster.model(NAME) or {})["status"]["readyReplicas"] == 0
+    assert_no_secret_leak(cluster, NAME, all_logs)
+
+
+async def test_routing_without_istio_is_reported_not_failed(
+    cluster: Cluster, operator: OperatorHandle
+) -> None:
+    await _created(cluster, {**BASE_SPEC, "routing": {"enabled": True}})
+    routing = await eventually(lambda: cluster.condition(NAME, "Routing"), what="Routing condition")
+    assert routing["status"] == "False"
+    assert routing["reason"] == "IstioNotInstalled"
+    await eventually(lambda: cluster.events(reason="IstioNotInstalled", type="Warning"), what="Warning Event")
+    assert not cluster.events(reason="ReconcileFailed")
+    model = cluster.model(NAME)
+    assert model is not None
+    assert model["status"]["gatewayPath"] == f"/{NAME}"
+
+
+async def test_routing_with_istio_creates_the_virtual_service(cluster: Cluster) -> None:
+    cluster.api.install_istio()
+    await cluster.start_operator()
+    await _created(cluster, {**BASE_SPEC, "routing": {"enabled": True, "canary": {"weight": 20}}})
+    vs = await eventually(
+        lambda: cluster.api.live("networking.istio.io/v1/virtualservices", NAMESPACE, NAME),
+        what="VirtualService",
+    )
+    hosts = [d["destination"]["host"] for d in vs["spec"]["http"][0]["route"]]
+    assert hosts == [f"{NAME}.{NAMESPACE}.svc.cluster.local", f"{NAME}-canary.{NAMESPACE}.svc.cluster.local"]
+    await eventually(
+        lambda: cluster.api.live("apps/v1/deployments", NAMESPACE, f"{NAME}-canary"), what="canary"
+    )
+    routing = await eventually(
+        lambda: (c := cluster.condition(NAME, "Routing")) and c["status"] == "True" and c, what="Routing=True"
+    )
+    assert routing["reason"] == "VirtualServiceConfigured"
+
+    # Routing off: the VirtualService and the canary go away.
+    await cluster.patch_model(NAME, {"spec": {"routing": {"enabled": False, "canary": None}}})
+    await eventually(
+        lambda: (
+            cluster.api.live("networking.istio.io/v1/virtualservices", NAMESPACE, NAME) is None
+            and cluster.api.live("apps/v1/deployments", NAMESPACE, f"{NAME}-canary") is None
+        ),
+        what="VirtualService and canary removed",
+    )
