@@ -1,0 +1,74 @@
+"""The bare-model ceiling: texts/s of our server's backend alone, in-process, at a fixed batch size.
+
+It uses the server's own backend module (tokenizer + forward pass, same threads and precision settings), fed
+with the same sentences the load test sends, so the end-to-end numbers can be compared with what the model
+could do with no HTTP, no queue and no cache. Run by bench/run.py in its own process before any server
+starts, so nothing else competes for the CPU:
+
+    python -m bench.ceiling --model DIR --precision int8 --batch 32 --seconds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+CORPUS = Path(__file__).with_name("corpus.json")
+
+
+def texts_like_the_load_test(count: int) -> list[str]:
+    """Unique texts shaped like bench/k6/lib.js uniqueText(): a request id, then a corpus sentence."""
+    sentences: list[str] = json.loads(CORPUS.read_text())["sentences"]
+    return [f"review ceil0-{i % 10}-{i}-0: {sentences[i % len(sentences)]}" for i in range(count)]
+
+
+def measure(model: str, precision: str, batch: int, seconds: float, threads: int = 0) -> dict[str, object]:
+    """Load the model like the server does, warm up, then run full batches for about ``seconds``."""
+    from sentiment_inference.backend import TransformersBackend
+    from sentiment_inference.settings import Settings
+
+    settings = Settings(model_path=model, quantization=precision, torch_threads=threads)  # type: ignore[arg-type]
+    backend = TransformersBackend(settings)
+    backend.load()
+    backend.warmup()
+    texts = texts_like_the_load_test(batch * 16)
+    batches = [texts[i : i + batch] for i in range(0, len(texts), batch)]
+    backend.predict(backend.tokenize(batches[0]))
+    done = 0
+    tokens = 0
+    started = time.perf_counter()
+    while True:
+        # Tokenization is included: the server has to do it too, on the same CPU.
+        ids = backend.tokenize(batches[(done // batch) % len(batches)])
+        backend.predict(ids)
+        done += batch
+        tokens += sum(len(x) for x in ids)
+        elapsed = time.perf_counter() - started
+        if elapsed >= seconds and done >= 2 * batch:
+            break
+    return {
+        "precision": precision,
+        "batch_size": batch,
+        "texts_per_s": round(done / elapsed, 2),
+        "ms_per_batch": round(1000 * elapsed / (done / batch), 2),
+        "mean_tokens_per_text": round(tokens / done, 1),
+        "torch_threads": backend.info.torch_threads,
+        "seconds": round(elapsed, 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Bare-model throughput through the server's backend.")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--precision", choices=["none", "int8"], default="none")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = the server's default)")
+    args = parser.parse_args()
+    print(json.dumps(measure(args.model, args.precision, args.batch, args.seconds, args.threads)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""CI smoke run of the benchmark: the real harness end to end (tiny model, k6, redis-server, both servers).
+
+It checks the JSON document's shape and that no request failed; it is deliberately not a gate on numbers
+(those depend on the machine and its load; the issue's targets are reported by ``make bench``).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIOS = ("uncached_10vu", "uncached_32vu", "repeated_95pct_10vu", "bulk32_4vu")
+SERVERS = ("ours-none", "baseline")
+RESULT_KEYS = {"requests", "requests_per_s", "texts_per_s", "p50_ms", "p95_ms", "p99_ms", "errors"}
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--smoke", "--duration", "3", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    assert proc.returncode == 0, f"bench.run --smoke failed ({proc.returncode}):\n{proc.stderr[-4000:]}"
+    document: dict[str, Any] = json.loads(proc.stdout)
+    assert json.loads(out.read_text()) == document, "--out must hold the same document as stdout"
+    return document
+
+
+def test_every_scenario_has_both_servers_with_numbers(smoke: dict[str, Any]) -> None:
+    assert set(smoke["scenarios"]) == set(SCENARIOS)
+    for name, scenario in smoke["scenarios"].items():
+        assert set(scenario["results"]) == set(SERVERS), name
+        for server, result in scenario["results"].items():
+            assert set(result) >= RESULT_KEYS, (name, server)
+            assert result["requests"] > 0, (name, server)
+            assert result["texts_per_s"] > 0, (name, server)
+            assert 0 < result["p50_ms"] <= result["p95_ms"] <= result["p99_ms"], (name, server, result)
+        assert set(scenario["ratio_vs_baseline"]) == {"ours-none"}
+        assert scenario["ratio_vs_baseline"]["ours-none"] > 0
+    bulk = smoke["scenarios"]["bulk32_4vu"]["results"]["ours-none"]
+    assert bulk["texts_per_s"] == pytest.approx(32 * bulk["requests_per_s"], rel=0.05)
+
+
+def test_no_request_failed(smoke: dict[str, Any]) -> None:
+    errors = {
+        (name, server): result["errors"]
+        for name, scenario in smoke["scenarios"].items()
+        for server, result in scenario["results"].items()
+    }
+    assert smoke["total_errors"] == 0, errors
+    assert all(count == 0 for count in errors.values()), errors
+
+
+def test_server_facts_ceiling_and_targets_are_reported(smoke: dict[str, Any]) -> None:
+    for label in SERVERS:
+        server = smoke["servers"][label]
+        assert server["start_to_ready_s"] > 0
+        assert server["rss_peak_under_load_mb"] > 50  # a Python process with torch loaded, really sampled
+    assert smoke["servers"]["ours-none"]["model_endpoint"]["precision"] == "none"
+    ceiling = smoke["ceiling"]["none"]
+    assert ceiling["batch_size"] == 32
+    assert ceiling["texts_per_s"] > 0
+    assert smoke["machine"]["nproc"] >= 1
+    assert smoke["machine"]["cpu_model"]
+    targets = {t["target"]: t for t in smoke["targets"]}
+    assert "(a) throughput ours-none/baseline >= 3.5" in targets
+    assert all(t["met"] in (True, False) for t in targets.values()), targets
