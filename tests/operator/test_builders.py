@@ -1,0 +1,499 @@
+"""Behaviour of the pure child builders, feature by feature (the golden files pin the exact output)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from sentiment_operator import builders
+from sentiment_operator.builders import Children, build_children
+from sentiment_operator.spec import SERVER_ENV_NAMES, parse_spec
+
+UID = "5f0b8f57-1c33-4c1e-9e4b-0a4d3c0f4a10"
+
+
+def build(name: str = "demo", namespace: str = "ns", uid: str | None = UID, **raw: Any) -> Children:
+    return build_children(name, namespace, parse_spec(name, raw), uid=uid)
+
+
+def env_of(container: dict[str, Any]) -> dict[str, Any]:
+    return {item["name"]: item.get("value", item.get("valueFrom")) for item in container.get("env", [])}
+
+
+def server(children: Children) -> dict[str, Any]:
+    (container,) = children.deployment["spec"]["template"]["spec"]["containers"]
+    assert container["name"] == "server"
+    return container
+
+
+def init_names(deployment: dict[str, Any]) -> list[str]:
+    return [c["name"] for c in deployment["spec"]["template"]["spec"].get("initContainers", [])]
+
+
+def test_default_children_and_names() -> None:
+    children = build()
+    kinds = [(obj["kind"], obj["metadata"]["name"]) for obj in children.objects()]
+    assert kinds == [
+        ("NetworkPolicy", "demo-redis"),
+        ("NetworkPolicy", "demo"),
+        ("Secret", "demo-redis-auth"),
+        ("Service", "demo-redis"),
+        ("Deployment", "demo-redis"),
+        ("Service", "demo"),
+        ("Deployment", "demo"),
+        ("HorizontalPodAutoscaler", "demo"),
+    ]
+    assert children.keys() == {
+        (o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in children.objects()
+    }
+
+
+def test_every_object_has_labels_namespace_and_controller_owner() -> None:
+    for obj in build(routing={"enabled": True, "canary": {"weight": 20}}).objects():
+        meta = obj["metadata"]
+        assert meta["namespace"] == "ns"
+        assert meta["labels"]["app.kubernetes.io/instance"] == "demo"
+        assert meta["labels"]["app.kubernetes.io/managed-by"] == "sentiment-operator"
+        assert {"app.kubernetes.io/name", "app.kubernetes.io/component", "app.kubernetes.io/part-of"} <= set(
+            meta["labels"]
+        )
+        assert builders.instance_selector("demo").items() <= meta["labels"].items()
+        assert meta["ownerReferences"] == [
+            {
+                "apiVersion": "serving.sentiment.dev/v1alpha1",
+                "kind": "SentimentModel",
+                "name": "demo",
+                "uid": UID,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+
+
+def test_without_uid_there_are_no_owner_references() -> None:
+    assert all("ownerReferences" not in obj["metadata"] for obj in build(uid=None).objects())
+
+
+def test_managed_kinds_cover_every_child_kind() -> None:
+    children = build(routing={"enabled": True, "canary": {}})
+    produced = {(obj["apiVersion"], obj["kind"]) for obj in children.objects()}
+    assert produced == set(Children.MANAGED_KINDS)
+
+
+def test_objects_are_independent_copies() -> None:
+    children = build(routing={"enabled": True, "canary": {"weight": 30}})
+    objects = children.objects()
+    objects[0]["metadata"]["labels"]["x"] = "y"
+    probe = server(children)["readinessProbe"]
+    probe["periodSeconds"] = 99
+    assert server(children)["livenessProbe"]["periodSeconds"] != 99
+    redis = children.redis_deployment
+    assert redis is not None
+    (container,) = redis["spec"]["template"]["spec"]["containers"]
+    container["readinessProbe"]["exec"]["command"].append("x")
+    assert container["livenessProbe"]["exec"]["command"][-1] != "x"
+    assert "x" not in children.objects()[1]["metadata"]["labels"]
+
+
+def test_replicas_are_left_to_the_hpa_when_autoscaling() -> None:
+    children = build(replicas=4)
+    assert "replicas" not in children.deployment["spec"]
+    assert children.hpa is not None
+    hpa = children.hpa["spec"]
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "demo"}
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 10)
+    assert hpa["metrics"] == [
+        {
+            "type": "Resource",
+            "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}},
+        }
+    ]
+    assert "behavior" not in hpa
+
+
+def test_fixed_replicas_without_autoscaling() -> None:
+    children = build(replicas=4, autoscaling={"enabled": False})
+    assert children.deployment["spec"]["replicas"] == 4
+    assert children.hpa is None
+
+
+def test_hpa_memory_target_and_behavior_pass_through() -> None:
+    behavior = {
+        "scaleDown": {
+            "stabilizationWindowSeconds": 60,
+            "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}],
+        }
+    }
+    children = build(
+        autoscaling={
+            "minReplicas": 2,
+            "maxReplicas": 5,
+            "targetMemoryUtilizationPercentage": 80,
+            "behavior": behavior,
+        }
+    )
+    assert children.hpa is not None
+    spec = children.hpa["spec"]
+    assert spec["behavior"] == behavior
+    assert spec["metrics"][1]["resource"] == {
+        "name": "memory",
+        "target": {"type": "Utilization", "averageUtilization": 80},
+    }
+
+
+def test_rolling_update_never_reduces_capacity() -> None:
+    strategy = build().deployment["spec"]["strategy"]
+    assert strategy == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+
+
+def test_probes_and_draining() -> None:
+    children = build(server={"pathPrefix": "/project"})
+    container = server(children)
+    startup = container["startupProbe"]
+    assert startup["httpGet"] == {"path": "/project/ready", "port": "http"}
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 300, (
+        "model load must get at least 5 minutes"
+    )
+    assert container["readinessProbe"]["httpGet"]["path"] == "/project/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/project/health"
+    pod = children.deployment["spec"]["template"]["spec"]
+    sleep = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert 0 < sleep < pod["terminationGracePeriodSeconds"]
+
+
+def test_root_prefix_probes_and_env() -> None:
+    container = server(build(server={"pathPrefix": "/"}))
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert env_of(container)["SENTIMENT_API_PREFIX"] == ""
+
+
+def test_server_env_contract() -> None:
+    children = build(
+        model={"id": "my/model", "precision": "int8", "maxSequenceLength": 256},
+        server={"port": 9000, "torchThreads": 2, "logLevel": "debug", "batching": {"maxBatchSize": 8}},
+        cache={"ttlSeconds": 60},
+        env=[
+            {"name": "EXTRA", "value": "1"},
+            {"name": "FROM_CM", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "k"}}},
+        ],
+    )
+    env = env_of(server(children))
+    operator_names = {name for name in env if name.startswith("SENTIMENT_")}
+    assert operator_names <= SERVER_ENV_NAMES
+    assert env["SENTIMENT_MODEL_ID"] == "my/model"
+    assert env["SENTIMENT_MODEL_PATH"] == "/opt/sentiment/model"
+    assert env["SENTIMENT_QUANTIZATION"] == "int8"
+    assert env["SENTIMENT_MAX_LENGTH"] == "256"
+    assert env["SENTIMENT_PORT"] == "9000"
+    assert env["SENTIMENT_TORCH_THREADS"] == "2"
+    assert env["SENTIMENT_LOG_LEVEL"] == "debug"
+    assert env["SENTIMENT_MAX_BATCH_SIZE"] == "8"
+    assert env["SENTIMENT_CACHE_TTL_SECONDS"] == "60"
+    assert env["SENTIMENT_API_PREFIX"] == "/demo"
+    assert env["SENTIMENT_REDIS_URL"] == "redis://demo-redis.ns.svc:6379/0"
+    assert env["SENTIMENT_REDIS_PASSWORD"] == {"secretKeyRef": {"name": "demo-redis-auth", "key": "password"}}
+    assert env["EXTRA"] == "1"
+    assert env["FROM_CM"] == {"configMapKeyRef": {"name": "c", "key": "k"}}
+    assert all(isinstance(item.get("value", ""), str) for item in server(children)["env"])
+    assert server(children)["ports"] == [{"name": "http", "containerPort": 9000, "protocol": "TCP"}]
+
+
+def test_managed_redis_wait_containers_and_redis_objects() -> None:
+    children = build()
+    assert init_names(children.deployment) == ["wait-redis-dns", "wait-redis-ping"]
+    for init in children.deployment["spec"]["template"]["spec"]["initContainers"]:
+        assert init["image"] == children.deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+        assert init["command"] == ["sentiment-wait-redis"]
+        assert init["args"][:2] == ["--check", init["name"].removeprefix("wait-redis-")]
+        assert set(env_of(init)) == {"SENTIMENT_REDIS_URL", "SENTIMENT_REDIS_PASSWORD"}
+    assert children.redis_auth_secret is not None
+    assert children.redis_auth_secret["metadata"]["name"] == "demo-redis-auth"
+    assert "data" not in children.redis_auth_secret
+    assert "stringData" not in children.redis_auth_secret
+    assert children.redis_deployment is not None
+    (redis,) = children.redis_deployment["spec"]["template"]["spec"]["containers"]
+    args = redis["args"]
+    assert args[args.index("--save") + 1] == ""
+    assert args[args.index("--appendonly") + 1] == "no"
+    assert args[args.index("--maxmemory") + 1] == "256mb"
+    assert args[args.index("--maxmemory-policy") + 1] == "allkeys-lru"
+    assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"
+    assert env_of(redis)["REDIS_PASSWORD"] == {"secretKeyRef": {"name": "demo-redis-auth", "key": "password"}}
+    assert "REDISCLI_AUTH" in env_of(redis), "probes must authenticate"
+    assert "redis-cli" in " ".join(redis["readinessProbe"]["exec"]["command"])
+    assert {"name": "data", "mountPath": "/data"} in redis["volumeMounts"]
+    assert children.redis_service is not None
+    assert children.redis_service["spec"]["ports"][0]["port"] == 6379
+
+
+def test_external_redis_reads_url_and_password_from_the_users_secret() -> None:
+    children = build(
+        cache={
+            "external": {
+                "urlSecretRef": {"name": "shared", "key": "url"},
+                "passwordSecretRef": {"name": "shared", "key": "pw"},
+            }
+        }
+    )
+    assert children.redis_deployment is None
+    assert children.redis_service is None
+    assert children.redis_auth_secret is None
+    env = env_of(server(children))
+    assert env["SENTIMENT_REDIS_URL"] == {"secretKeyRef": {"name": "shared", "key": "url"}}
+    assert env["SENTIMENT_REDIS_PASSWORD"] == {"secretKeyRef": {"name": "shared", "key": "pw"}}
+    assert init_names(children.deployment) == ["wait-redis-dns", "wait-redis-ping"]
+    assert [p["metadata"]["name"] for p in children.network_policies] == ["demo"]
+
+
+def test_cache_disabled_means_no_redis_anywhere() -> None:
+    children = build(cache={"enabled": False})
+    assert children.redis_deployment is None
+    assert children.redis_auth_secret is None
+    assert init_names(children.deployment) == []
+    assert not any(name.startswith("SENTIMENT_REDIS") for name in env_of(server(children)))
+    assert "SENTIMENT_CACHE_TTL_SECONDS" in env_of(server(children))
+
+
+def test_download_source_fetches_into_a_shared_empty_dir() -> None:
+    children = build(model={"id": "org/m", "source": {"download": {"revision": "v2"}}})
+    pod = children.deployment["spec"]["template"]["spec"]
+    assert init_names(children.deployment) == ["fetch-model", "wait-redis-dns", "wait-redis-ping"]
+    fetch = pod["initContainers"][0]
+    assert fetch["command"] == ["sentiment-fetch-model"]
+    assert fetch["args"] == ["--model-id", "org/m", "--revision", "v2", "--out", "/model"]
+    assert {"name": "model", "mountPath": "/model"} in fetch["volumeMounts"]
+    assert {"name": "model", "emptyDir": {"sizeLimit": "4Gi"}} in pod["volumes"]
+    container = server(children)
+    assert {"name": "model", "mountPath": "/model", "readOnly": True} in container["volumeMounts"]
+    assert env_of(container)["SENTIMENT_MODEL_PATH"] == "/model"
+
+
+def test_pvc_source_mounts_the_claim() -> None:
+    children = build(model={"source": {"pvc": {"claimName": "models", "subPath": "sst2"}}})
+    pod = children.deployment["spec"]["template"]["spec"]
+    assert {"name": "model", "persistentVolumeClaim": {"claimName": "models", "readOnly": True}} in pod[
+        "volumes"
+    ]
+    container = server(children)
+    assert {"name": "model", "mountPath": "/model", "readOnly": True, "subPath": "sst2"} in container[
+        "volumeMounts"
+    ]
+    assert env_of(container)["SENTIMENT_MODEL_PATH"] == "/model"
+    assert "fetch-model" not in init_names(children.deployment)
+
+
+def test_image_source_uses_the_baked_path() -> None:
+    container = server(build(model={"source": {"image": {"path": "/srv/model"}}}))
+    assert env_of(container)["SENTIMENT_MODEL_PATH"] == "/srv/model"
+    assert all(mount["name"] != "model" for mount in container["volumeMounts"])
+
+
+def test_user_init_containers_run_last_with_restricted_defaults() -> None:
+    children = build(initContainers=[{"name": "warm", "image": "busybox", "command": ["true"]}])
+    assert init_names(children.deployment) == ["wait-redis-dns", "wait-redis-ping", "warm"]
+    warm = children.deployment["spec"]["template"]["spec"]["initContainers"][-1]
+    assert warm["securityContext"]["allowPrivilegeEscalation"] is False
+    assert warm["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_restricted_and_baseline_security_contexts() -> None:
+    restricted = build().deployment["spec"]["template"]["spec"]
+    assert restricted["securityContext"]["runAsNonRoot"] is True
+    assert restricted["securityContext"]["runAsUser"] == 10001
+    assert restricted["automountServiceAccountToken"] is False
+    assert restricted["enableServiceLinks"] is False
+    assert server(build())["securityContext"]["readOnlyRootFilesystem"] is True
+    assert {"name": "tmp", "mountPath": "/tmp"} in server(build())["volumeMounts"]
+    baseline = build(podSecurity="baseline")
+    pod = baseline.deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}}
+    assert "securityContext" not in server(baseline)
+    # Redis is the operator's own image: always restricted.
+    assert baseline.redis_deployment is not None
+    redis_pod = baseline.redis_deployment["spec"]["template"]["spec"]
+    assert redis_pod["securityContext"]["runAsUser"] == 999
+
+
+def test_node_selector_and_tolerations() -> None:
+    toleration = {"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}
+    pod = build(nodeSelector={"pool": "cpu"}, tolerations=[toleration]).deployment["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"pool": "cpu"}
+    assert pod["tolerations"] == [toleration]
+
+
+def test_config_hash_rolls_pods_only_when_config_changes() -> None:
+    def config_hash(children: Children) -> str:
+        value: str = children.deployment["spec"]["template"]["metadata"]["annotations"][
+            builders.ANNOTATION_CONFIG_HASH
+        ]
+        return value
+
+    base = config_hash(build())
+    assert config_hash(build()) == base
+    assert config_hash(build(replicas=7)) == base  # replicas are not pod configuration
+    assert config_hash(build(server={"logLevel": "debug"})) != base
+    assert config_hash(build(image="example/inference:2")) != base
+
+
+def test_redis_auth_version_goes_into_the_pods_that_use_the_password() -> None:
+    spec = parse_spec("demo", {})
+    children = build_children("demo", "ns", spec, uid=UID, redis_auth_version="abc")
+    for deployment in (children.deployment, children.redis_deployment):
+        assert deployment is not None
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert annotations[builders.ANNOTATION_REDIS_AUTH_VERSION] == "abc"
+    external = parse_spec("demo", {"cache": {"external": {"urlSecretRef": {"name": "r", "key": "u"}}}})
+    annotations = build_children("demo", "ns", external, redis_auth_version="abc").deployment["spec"][
+        "template"
+    ]["metadata"]["annotations"]
+    assert builders.ANNOTATION_REDIS_AUTH_VERSION not in annotations
+
+
+def test_prometheus_scrape_annotations() -> None:
+    annotations = build(server={"port": 8080}).deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == "8080"
+    assert annotations["prometheus.io/path"] == "/metrics"
+
+
+def test_services_select_their_own_track() -> None:
+    children = build(routing={"enabled": True, "canary": {"weight": 10}})
+    assert children.canary_deployment is not None
+    assert children.canary_service is not None
+    for deployment, service in (
+        (children.deployment, children.service),
+        (children.canary_deployment, children.canary_service),
+    ):
+        selector = service["spec"]["selector"]
+        assert deployment["spec"]["selector"]["matchLabels"] == selector
+        assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+        assert service["spec"]["ports"][0]["targetPort"] == "http"
+    assert children.service["spec"]["selector"] != children.canary_service["spec"]["selector"]
+
+
+def test_virtual_service_routes_exact_and_prefix_to_the_service() -> None:
+    children = build(
+        routing={"enabled": True, "hosts": ["api.example.com"]}, server={"pathPrefix": "/project"}
+    )
+    assert children.virtual_service is not None
+    spec = children.virtual_service["spec"]
+    assert children.virtual_service["apiVersion"] == "networking.istio.io/v1"
+    assert spec["hosts"] == ["api.example.com"]
+    assert spec["gateways"] == ["istio-ingress/sentiment-gateway"]
+    (route,) = spec["http"]
+    # "/project" must not capture "/projects".
+    assert route["match"] == [{"uri": {"exact": "/project"}}, {"uri": {"prefix": "/project/"}}]
+    assert route["route"] == [
+        {"destination": {"host": "demo.ns.svc.cluster.local", "port": {"number": 8000}}}
+    ]
+    assert "rewrite" not in route
+
+
+@pytest.mark.parametrize(("weight", "expected"), [(10, [90, 10]), (50, [50, 50]), (0, [None]), (100, [None])])
+def test_canary_weights(weight: int, expected: list[int | None]) -> None:
+    children = build(routing={"enabled": True, "canary": {"weight": weight, "image": "example/inference:2"}})
+    assert children.virtual_service is not None
+    destinations = children.virtual_service["spec"]["http"][0]["route"]
+    assert [d.get("weight") for d in destinations] == expected
+    if weight == 100:
+        assert destinations[0]["destination"]["host"] == "demo-canary.ns.svc.cluster.local"
+    elif weight == 0:
+        assert destinations[0]["destination"]["host"] == "demo.ns.svc.cluster.local"
+    else:
+        assert sum(d["weight"] for d in destinations) == 100
+    assert children.canary_deployment is not None
+    canary_image = children.canary_deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert canary_image == "example/inference:2"
+    assert children.canary_hpa is not None
+    assert children.canary_hpa["spec"]["scaleTargetRef"]["name"] == "demo-canary"
+
+
+def test_canary_model_defaults_to_the_stable_model_and_can_differ() -> None:
+    children = build(
+        model={"id": "stable"},
+        routing={"enabled": True, "canary": {"model": {"id": "new", "precision": "int8"}}},
+    )
+    assert children.canary_deployment is not None
+    canary_env = env_of(children.canary_deployment["spec"]["template"]["spec"]["containers"][0])
+    assert canary_env["SENTIMENT_MODEL_ID"] == "new"
+    assert canary_env["SENTIMENT_QUANTIZATION"] == "int8"
+    assert canary_env["SENTIMENT_API_PREFIX"] == "/demo", "both tracks serve the same path"
+    same = build(model={"id": "stable"}, routing={"enabled": True, "canary": {}})
+    assert same.canary_deployment is not None
+    assert (
+        env_of(same.canary_deployment["spec"]["template"]["spec"]["containers"][0])["SENTIMENT_MODEL_ID"]
+        == "stable"
+    )
+
+
+def test_canary_replicas_without_autoscaling_follow_the_weight() -> None:
+    children = build(
+        replicas=10, autoscaling={"enabled": False}, routing={"enabled": True, "canary": {"weight": 25}}
+    )
+    assert children.canary_deployment is not None
+    assert children.canary_deployment["spec"]["replicas"] == 3
+    assert children.canary_hpa is None
+
+
+def test_gateway_prefix_different_from_server_prefix_is_rewritten() -> None:
+    children = build(
+        routing={"enabled": True, "pathPrefix": "/public/sentiment"}, server={"pathPrefix": "/api"}
+    )
+    assert children.virtual_service is not None
+    http = children.virtual_service["spec"]["http"]
+    assert [(h["match"], h["rewrite"]) for h in http] == [
+        ([{"uri": {"exact": "/public/sentiment"}}], {"uri": "/api"}),
+        ([{"uri": {"prefix": "/public/sentiment/"}}], {"uri": "/api/"}),
+    ]
+    assert (
+        builders.gateway_path("demo", parse_spec("demo", {"routing": {"enabled": True, "pathPrefix": "/p"}}))
+        == "/p"
+    )
+
+
+def test_routing_disabled_has_no_virtual_service_and_no_gateway_path() -> None:
+    spec = parse_spec("demo", {})
+    assert build().virtual_service is None
+    assert builders.gateway_path("demo", spec) is None
+    assert builders.inference_url("demo", "ns", spec) == "http://demo.ns.svc.cluster.local:8000/demo"
+
+
+def test_network_policies_isolate_redis_and_the_server() -> None:
+    children = build(
+        networkPolicy={"allowFrom": [{"namespace": "istio-ingress"}, {"namespace": "monitoring"}]}
+    )
+    redis_policy, server_policy = children.network_policies
+    inference_pods = {"app.kubernetes.io/name": "sentiment-inference", "app.kubernetes.io/instance": "demo"}
+    assert children.redis_deployment is not None
+    redis_labels = children.redis_deployment["spec"]["template"]["metadata"]["labels"]
+    assert redis_policy["spec"]["podSelector"]["matchLabels"].items() <= redis_labels.items()
+    assert redis_policy["spec"]["ingress"] == [
+        {
+            "from": [{"podSelector": {"matchLabels": inference_pods}}],
+            "ports": [{"protocol": "TCP", "port": 6379}],
+        }
+    ]
+    assert server_policy["spec"]["podSelector"]["matchLabels"] == inference_pods
+    (rule,) = server_policy["spec"]["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 8000}]
+    namespaces = rule["from"][1]["namespaceSelector"]["matchExpressions"][0]
+    assert namespaces == {
+        "key": "kubernetes.io/metadata.name",
+        "operator": "In",
+        "values": ["istio-ingress", "monitoring"],
+    }
+    # The selector covers both tracks, and no other model's pods.
+    for deployment in (children.deployment,):
+        assert inference_pods.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    other = build(name="other").deployment["spec"]["template"]["metadata"]["labels"]
+    assert not inference_pods.items() <= other.items()
+
+
+def test_network_policies_can_be_disabled() -> None:
+    assert build(networkPolicy={"enabled": False}).network_policies == ()
+
+
+def test_objects_are_plain_json() -> None:
+    for obj in build(routing={"enabled": True, "canary": {}}).objects():
+        assert json.loads(json.dumps(obj)) == obj
