@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-
-
-def offline_env(**extra: str) -> dict[str, str]:
-    """The environment for subprocesses: never reach a model hub."""
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **extra}
+from deploy_support import BIN, LiveServer, offline_env
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +24,14 @@ def deploy_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert proc.returncode == 0, f"sentiment-devmodel failed:\n{proc.stderr}"
     return out
+
+
+@pytest.fixture(scope="session")
+def deploy_server(deploy_tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """`sentiment-serve` with the tiny model at prefix /project, as the k6 script targets by default."""
+    server = LiveServer(deploy_tiny_model, "/project", tmp_path_factory.mktemp("serve") / "serve.log")
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
