@@ -456,6 +456,32 @@ class CacheSpec(_Spec):
         return "external" if self.external is not None else "managed"
 
 
+class _HPAScalingPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["Pods", "Percent"]
+    value: int = Field(gt=0)
+    period_seconds: int = Field(alias="periodSeconds", gt=0, le=1800)
+
+
+class _HPAScalingRules(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    stabilization_window_seconds: int | None = Field(None, alias="stabilizationWindowSeconds", ge=0, le=3600)
+    select_policy: Literal["Max", "Min", "Disabled"] | None = Field(None, alias="selectPolicy")
+    policies: list[_HPAScalingPolicy] | None = None
+    tolerance: Quantity | None = None
+
+
+class _HPABehavior(BaseModel):
+    """Checks the passed-through HPA behavior so mistakes become InvalidSpec rather than a 422 on apply."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scale_up: _HPAScalingRules | None = Field(None, alias="scaleUp")
+    scale_down: _HPAScalingRules | None = Field(None, alias="scaleDown")
+
+
 class AutoscalingSpec(_Spec):
     """An autoscaling/v2 HorizontalPodAutoscaler; while enabled, the operator leaves replicas alone."""
 
@@ -483,6 +509,18 @@ class AutoscalingSpec(_Spec):
     behavior: dict[str, Any] | None = Field(
         None, description="autoscaling/v2 HorizontalPodAutoscalerBehavior, passed through unchanged."
     )
+
+    @field_validator("behavior")
+    @classmethod
+    def _behavior(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            try:
+                _HPABehavior.model_validate(value)
+            except ValidationError as exc:
+                error = exc.errors(include_url=False)[0]
+                message = "unknown field" if error["type"] == "extra_forbidden" else error["msg"]
+                raise SpecFieldError(_relative(error["loc"]), message) from None
+        return value
 
     @model_validator(mode="after")
     def _bounds(self) -> AutoscalingSpec:
@@ -692,6 +730,13 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     return value
+
+
+def _relative(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out.lstrip(".")
 
 
 def _dotted(loc: tuple[int | str, ...], extra: str | None) -> str:

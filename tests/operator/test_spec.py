@@ -212,6 +212,25 @@ BAD_SPECS: list[tuple[dict[str, Any], str, str]] = [
     ({"bogus": 1}, "spec.bogus", "unknown field"),
     ({"server": {"pathprefix": "/x"}}, "spec.server.pathprefix", "unknown field"),
     ({"autoscaling": {"enabled": "maybe"}}, "spec.autoscaling.enabled", "boolean"),
+    (
+        {
+            "autoscaling": {
+                "behavior": {"scaleDown": {"policies": [{"type": "Pod", "value": 1, "periodSeconds": 60}]}}
+            }
+        },
+        "spec.autoscaling.behavior.scaleDown.policies[0].type",
+        "'Pods' or 'Percent'",
+    ),
+    (
+        {"autoscaling": {"behavior": {"scaledown": {}}}},
+        "spec.autoscaling.behavior.scaledown",
+        "unknown field",
+    ),
+    (
+        {"autoscaling": {"behavior": {"scaleUp": {"stabilizationWindowSeconds": 7200}}}},
+        "spec.autoscaling.behavior.scaleUp.stabilizationWindowSeconds",
+        "3600",
+    ),
 ]
 
 
