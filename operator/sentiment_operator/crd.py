@@ -1,6 +1,7 @@
 """Generate the SentimentModel CustomResourceDefinition from the pydantic spec (one source of truth).
 
 ``python -m sentiment_operator.crd > crds/sentimentmodel.yaml``; a test checks the committed file is current.
+``python -m sentiment_operator.crd --reference`` prints a Markdown table of every spec field for the docs.
 
 pydantic's JSON schema becomes a Kubernetes *structural* schema: ``$ref`` inlined, ``Optional`` unwrapped
 (absent or null means "use the default"; the API server prunes nulls of non-nullable fields), free-form
@@ -11,6 +12,7 @@ defaults do not already supply, and the models' CEL rules kept as ``x-kubernetes
 from __future__ import annotations
 
 import copy
+import json
 import sys
 from typing import Any
 
@@ -278,8 +280,51 @@ def render() -> str:
     return header + yaml.dump(crd(), Dumper=_Dumper, sort_keys=False, width=110)
 
 
-def main() -> None:
-    sys.stdout.write(render())
+def _type_of(node: Schema) -> str:
+    if node.get("x-kubernetes-int-or-string"):
+        return "quantity"
+    kind = str(node.get("type", "object"))
+    if kind == "array":
+        return f"list of {_type_of(node.get('items') or {})}"
+    if "enum" in node:
+        return " \\| ".join(str(v) for v in node["enum"])
+    if kind == "object" and isinstance(node.get("additionalProperties"), dict):
+        return f"map of {_type_of(node['additionalProperties'])}"
+    low, high = node.get("minimum"), node.get("maximum")
+    if low is not None or high is not None:
+        return f"{kind} ({'' if low is None else low}..{'' if high is None else high})"
+    return kind
+
+
+def _rows(node: Schema, path: str) -> list[str]:
+    rows = []
+    for name, sub in (node.get("properties") or {}).items():
+        child = f"{path}.{name}"
+        default = sub.get("default")
+        shown = "" if default is None or default == {} else f"`{json.dumps(default)}`"
+        description = str(sub.get("description", "")).replace("|", "\\|").replace("\n", " ")
+        required = " (required)" if name in (node.get("required") or []) else ""
+        rows.append(f"| `{child}` | {_type_of(sub)}{required} | {shown} | {description} |")
+        if "properties" in sub:
+            rows += _rows(sub, child)
+        elif (
+            isinstance(sub.get("items"), dict)
+            and "properties" in sub["items"]
+            and not sub["items"].get("x-kubernetes-preserve-unknown-fields")
+        ):
+            rows += _rows(sub["items"], f"{child}[]")
+    return rows
+
+
+def reference() -> str:
+    """A Markdown table of every spec field (type, default, description), generated like the CRD."""
+    header = ["| Field | Type | Default | Description |", "| --- | --- | --- | --- |"]
+    return "\n".join(header + _rows(spec_schema(), "spec")) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    sys.stdout.write(reference() if args == ["--reference"] else render())
 
 
 if __name__ == "__main__":

@@ -317,3 +317,18 @@ def test_status_example_validates() -> None:
     status["conditions"][0]["status"] = "Maybe"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(status, _to_jsonschema(root_schema()["properties"]["status"]))
+
+
+def test_field_reference_lists_every_spec_field() -> None:
+    text = crd_module.reference()
+    # Items of free-form Kubernetes lists (env, tolerations, initContainers) are documented by Kubernetes.
+    paths = [
+        path
+        for path, _ in walk(spec_node(), "spec")
+        if path != "spec"
+        and "{}" not in path
+        and ("[]" not in path or path.startswith("spec.networkPolicy.allowFrom[]."))
+    ]
+    assert len(paths) > 60
+    assert [path for path in paths if f"| `{path}` |" not in text] == []
+    assert "| `spec.autoscaling.minReplicas` | integer (1..) | `1` |" in text
