@@ -57,6 +57,8 @@ def restricted_pod_context(uid: int) -> dict[str, Any]:
         "runAsUser": uid,
         "runAsGroup": uid,
         "fsGroup": uid,
+        # Skip the recursive chown of large model volumes (PVC source) when the root already matches.
+        "fsGroupChangePolicy": "OnRootMismatch",
         "seccompProfile": {"type": "RuntimeDefault"},
     }
 
