@@ -99,7 +99,13 @@ def _run(args: argparse.Namespace) -> int:
     return result
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _first_command(argv: Sequence[str]) -> str | None:
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The CLI; ``argv`` decides whether the ``run`` options (which import kopf) are added."""
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(
         prog="sentiment-operator", description="Kubernetes operator for SentimentModel resources."
     )
@@ -124,15 +130,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     render.set_defaults(handler=_render)
 
-    run = commands.add_parser("run", help="run the operator against the current cluster")
-    run.add_argument("--namespace", "-n", action="append", dest="namespaces", default=[], metavar="NS")
-    run.add_argument("--all-namespaces", "-A", action="store_true")
+    run = commands.add_parser(
+        "run",
+        help="run the operator against the current cluster (kopf)",
+        description="Reconcile SentimentModels, using the current kubeconfig or the in-cluster config.",
+    )
+    if _first_command(argv) == "run":
+        # Only `run` pays for importing kopf and the Kubernetes client; `render` works without them.
+        runner = importlib.import_module("sentiment_operator.runner")
+        runner.add_run_arguments(run)
     run.set_defaults(handler=_run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
     handler: Any = args.handler
     result: int = handler(args)
     return result

@@ -150,3 +150,13 @@ def test_render_needs_no_kopf_or_kubernetes_client() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120, check=False
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_run_subcommand_gets_the_runner_options() -> None:
+    result = run("run", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "--all-namespaces" in result.stdout
+    assert "--namespace" in result.stdout
+    top = run("--help")
+    assert "render" in top.stdout
+    assert "run" in top.stdout
