@@ -50,6 +50,14 @@ test: $(STAMP) ## Run the whole test suite (real redis-server, kmock API server,
 demo: $(STAMP) ## Offline demo: render the examples, serve a locally generated model, send the seeds' request
 	bash examples/demo.sh
 
+.PHONY: golden
+golden: $(STAMP) ## Regenerate the golden manifests in tests/operator/golden/ from examples/
+	UPDATE_GOLDEN=1 $(PY) -m pytest -q tests/operator/test_golden.py
+
+.PHONY: crd
+crd: $(STAMP) ## Regenerate crds/sentimentmodel.yaml from the pydantic spec
+	$(PY) -m sentiment_operator.crd > crds/sentimentmodel.yaml
+
 .PHONY: clean
 clean: ## Remove the venv and caches
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache
