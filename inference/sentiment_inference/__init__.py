@@ -1,1 +1,3 @@
 """DistilBERT sentiment inference server."""
+
+__version__ = "0.1.0"

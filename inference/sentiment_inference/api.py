@@ -1,0 +1,274 @@
+"""HTTP routes: predict, bulk-predict, health, ready, model, metrics.
+
+The predict path: capped body read -> JSON + schema validation -> limits -> dedupe -> one cache MGET ->
+tokenize misses -> batcher (cancelled when the client disconnects) -> one pipelined cache write -> response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Sequence
+from typing import Annotated, Any, TypeVar
+
+import orjson
+from fastapi import APIRouter, Depends, Request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
+from starlette.responses import Response
+
+from sentiment_inference.cache import Scores, cache_key
+from sentiment_inference.errors import (
+    BodyTooLarge,
+    ClientClosed,
+    InvalidInput,
+    NotReady,
+    TextTooLong,
+    TooManyTexts,
+    UnsupportedMediaType,
+    from_validation_errors,
+)
+from sentiment_inference.state import ServerState
+
+T = TypeVar("T")
+
+# Texts shorter than this (in total) are tokenized on the event loop; longer requests go to a thread.
+_INLINE_TOKENIZE_CHARS = 2048
+
+
+class PredictRequest(BaseModel):
+    """One text or a list of texts to classify."""
+
+    model_config = ConfigDict(extra="ignore")
+    text: list[StrictStr] | StrictStr = Field(
+        description="A text or a non-empty list of texts.", examples=[["I love it!", "This is awful."]]
+    )
+
+
+class LabelScore(BaseModel):
+    label: str = Field(examples=["POSITIVE"])
+    score: float = Field(examples=[0.97])
+
+
+class PredictResponse(BaseModel):
+    """One entry per input text, in input order; each lists every label, highest score first."""
+
+    predictions: list[list[LabelScore]]
+
+
+def get_state(request: Request) -> ServerState:
+    state: ServerState = request.app.state.sentiment
+    return state
+
+
+StateDep = Annotated[ServerState, Depends(get_state)]
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """Read the body, refusing more than ``limit`` bytes (by Content-Length first, then while streaming)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(
+            f"request body is {int(declared)} bytes; the limit is SENTIMENT_MAX_BODY_BYTES={limit}",
+            limit=limit,
+            value=int(declared),
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(
+                f"request body exceeds {limit} bytes (SENTIMENT_MAX_BODY_BYTES={limit})",
+                limit=limit,
+                value=size,
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _check_content_type(request: Request) -> None:
+    ctype = request.headers.get("content-type")
+    if ctype is None:
+        return  # lenient: a body without a content type is tried as JSON
+    media = ctype.split(";", 1)[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise UnsupportedMediaType(
+            f"content-type {media!r} is not supported; send application/json",
+            field="content-type",
+            value=media,
+        )
+
+
+def parse_texts(raw: bytes, state: ServerState) -> list[str]:
+    """Validate the body and the per-request limits; raise a specific 413/422 naming limit and value."""
+    s = state.settings
+    try:
+        req = PredictRequest.model_validate_json(raw)
+    except ValidationError as exc:
+        raise from_validation_errors(list(exc.errors())) from None
+    texts = [req.text] if isinstance(req.text, str) else req.text
+    if not texts:
+        raise InvalidInput("text: must contain at least one text", field="text", value=0)
+    if len(texts) > s.max_texts_per_request:
+        raise TooManyTexts(
+            f"text has {len(texts)} items; "
+            f"the limit is SENTIMENT_MAX_TEXTS_PER_REQUEST={s.max_texts_per_request}",
+            field="text",
+            limit=s.max_texts_per_request,
+            value=len(texts),
+        )
+    for i, text in enumerate(texts):
+        if len(text) > s.max_text_chars:
+            field = "text" if isinstance(req.text, str) else f"text[{i}]"
+            raise TextTooLong(
+                f"{field} has {len(text)} characters; "
+                f"the limit is SENTIMENT_MAX_TEXT_CHARS={s.max_text_chars}",
+                field=field,
+                limit=s.max_text_chars,
+                value=len(text),
+            )
+    return texts
+
+
+async def _until_disconnect(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Await ``work``; if the client disconnects first, cancel it (dropping its queued texts)."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_until_disconnect(request))
+    try:
+        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    finally:
+        watcher.cancel()
+    if task in done:
+        return task.result()
+    task.cancel()
+    raise ClientClosed("client disconnected before the prediction was ready")
+
+
+def format_prediction(labels: Sequence[str], scores: Scores) -> list[dict[str, Any]]:
+    pairs = sorted(zip(labels, scores, strict=True), key=lambda p: p[1], reverse=True)
+    return [{"label": label, "score": score} for label, score in pairs]
+
+
+async def predict_texts(state: ServerState, texts: list[str], request: Request | None = None) -> list[Scores]:
+    """Scores for each text (cache first, misses through the batcher), in input order."""
+    info = state.backend.info
+    unique = list(dict.fromkeys(texts))
+    keys = [cache_key(info.fingerprint, info.max_length, t) for t in unique]
+    cached = await state.cache.get_many(keys, len(info.labels))
+    found: dict[str, Scores] = {t: c for t, c in zip(unique, cached, strict=True) if c is not None}
+    missing = [i for i, c in enumerate(cached) if c is None]
+    if missing:
+        miss_texts = [unique[i] for i in missing]
+        if sum(len(t) for t in miss_texts) <= _INLINE_TOKENIZE_CHARS:
+            encoded = state.backend.tokenize(miss_texts)
+        else:
+            encoded = await asyncio.to_thread(state.backend.tokenize, miss_texts)
+        work = state.batcher.submit(encoded)
+        computed = await (unless_disconnected(request, work) if request is not None else work)
+        found.update(zip(miss_texts, computed, strict=True))
+        await state.cache.set_many([(keys[i], s) for i, s in zip(missing, computed, strict=True)])
+    state.metrics.texts.inc(len(texts))
+    return [found[t] for t in texts]
+
+
+def _require_ready(state: ServerState) -> None:
+    if not state.ready:
+        raise NotReady(
+            f"not ready: {state.reason}",
+            headers={"Retry-After": str(state.settings.retry_after_seconds)},
+            reason=state.reason,
+        )
+
+
+_PREDICT_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": PredictRequest.model_json_schema()}},
+    }
+}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    413: {"description": "Body, text count or text length over its limit"},
+    415: {"description": "Content type is not JSON"},
+    422: {"description": "Malformed JSON or invalid body"},
+    429: {"description": "Queue full; retry after Retry-After seconds"},
+    503: {"description": "Model not loaded or warmed up yet"},
+}
+
+
+def build_router(prefix: str) -> APIRouter:
+    router = APIRouter()
+
+    async def predict(request: Request, state: StateDep) -> Response:
+        _require_ready(state)
+        _check_content_type(request)
+        raw = await read_body(request, state.settings.max_body_bytes)
+        texts = parse_texts(raw, state)
+        scores = await predict_texts(state, texts, request)
+        labels = state.backend.info.labels
+        return _json({"predictions": [format_prediction(labels, s) for s in scores]})
+
+    for path, name in (("/predict", "predict"), ("/bulk-predict", "bulk_predict")):
+        router.add_api_route(
+            prefix + path,
+            predict,
+            methods=["POST"],
+            name=name,
+            summary="Classify the sentiment of one or more texts",
+            response_model=PredictResponse,
+            responses=_ERRORS,
+            openapi_extra=_PREDICT_DOC,
+        )
+
+    @router.get(prefix + "/health", summary="Liveness: 200 while the process runs")
+    async def health() -> Response:
+        return _json({"status": "healthy"})
+
+    @router.get(prefix + "/ready", summary="Readiness: 200 once the model is loaded and warmed up")
+    async def ready(state: StateDep) -> Response:
+        if not state.ready:
+            raise NotReady(
+                f"not ready: {state.reason}",
+                headers={"Retry-After": str(state.settings.retry_after_seconds)},
+                status="not ready",
+                reason=state.reason,
+            )
+        return _json({"status": "ready", "cache": state.cache.name})
+
+    @router.get(
+        prefix + "/model", summary="The loaded model: id, path, labels, max length, precision, fingerprint"
+    )
+    async def model(state: StateDep) -> Response:
+        _require_ready(state)
+        info = state.backend.info
+        return _json(
+            {
+                "id": info.model_id,
+                "path": info.path,
+                "labels": list(info.labels),
+                "max_length": info.max_length,
+                "precision": info.precision,
+                "fingerprint": info.fingerprint,
+                "parameters": info.parameters,
+                "torch_threads": info.torch_threads,
+            }
+        )
+
+    @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+    async def metrics(state: StateDep) -> Response:
+        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router

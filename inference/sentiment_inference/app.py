@@ -1,0 +1,123 @@
+"""The app factory: ``create_app(settings)`` builds a fresh FastAPI app with its own state and metrics.
+
+The lifespan starts the batcher, loads and warms the model on the model thread in the background (so
+/health answers during a slow load and /ready says why it is not ready yet), and closes everything on exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from sentiment_inference import __version__
+from sentiment_inference.api import build_router
+from sentiment_inference.backend import Backend, TransformersBackend
+from sentiment_inference.batching import Batcher, BatchLimits
+from sentiment_inference.cache import Cache, make_cache
+from sentiment_inference.errors import install_error_handlers
+from sentiment_inference.metrics import Metrics
+from sentiment_inference.settings import Settings
+from sentiment_inference.state import ServerState
+
+log = logging.getLogger(__name__)
+
+
+class MetricsMiddleware:
+    """Counts every HTTP request by route, method and status and observes its latency."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, routes: dict[str, str]) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        route = self.routes.get(scope["path"], "other")
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            self.metrics.requests.labels(route, scope["method"], str(status)).inc()
+            self.metrics.request_seconds.labels(route).observe(time.perf_counter() - started)
+
+
+def batch_limits(settings: Settings) -> BatchLimits:
+    return BatchLimits(
+        max_batch_size=settings.max_batch_size,
+        max_batch_tokens=settings.max_batch_tokens,
+        max_wait_ms=settings.max_wait_ms,
+        max_queue=settings.max_queue,
+        retry_after_seconds=settings.retry_after_seconds,
+    )
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    state: ServerState = app.state.sentiment
+    state.batcher.start()
+    state.load_task = asyncio.create_task(state.load_model(), name="sentiment-load-model")
+    try:
+        yield
+    finally:
+        state.begin_shutdown()
+        if not state.load_task.done():
+            state.load_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await state.load_task
+        await state.batcher.stop()
+        await state.cache.close()
+        log.info("Stopped")
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    backend: Backend | None = None,
+    cache: Cache | None = None,
+    metrics: Metrics | None = None,
+) -> FastAPI:
+    """A fresh app; ``backend``/``cache`` default to the real ones built from ``settings``."""
+    settings = settings or Settings()
+    metrics = metrics or Metrics()
+    backend = backend or TransformersBackend(settings)
+    state = ServerState(
+        settings=settings,
+        backend=backend,
+        metrics=metrics,
+        batcher=Batcher(backend, batch_limits(settings), metrics),
+        cache=cache or make_cache(settings, metrics),
+    )
+    metrics.ready.set(0)
+    app = FastAPI(
+        title="Sentiment inference",
+        version=__version__,
+        description="DistilBERT sentiment classification with micro-batching and a prediction cache.",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.sentiment = state
+    app.include_router(build_router(settings.api_prefix))
+    install_error_handlers(app)
+    p = settings.api_prefix
+    routes = {p + r: p + r for r in ("/predict", "/bulk-predict", "/health", "/ready", "/model")}
+    routes.update({"/metrics": "/metrics", "/docs": "/docs", "/openapi.json": "/openapi.json"})
+    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=routes)
+    return app

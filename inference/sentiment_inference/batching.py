@@ -1,0 +1,191 @@
+"""Micro-batching: one asyncio task forms batches for one model worker thread (TEI style).
+
+Requests put their tokenized texts in a bounded queue and await one future per text. The batcher task waits
+until the model is free, drains everything queued (after at most ``max_wait_ms`` for more to arrive when less
+than a batch is waiting), drops texts whose request was cancelled, sorts by length to limit padding, cuts
+batches capped by count and by padded tokens, and runs them one by one on a single-thread executor so the
+event loop never blocks. A full queue raises Overloaded at once (HTTP 429) instead of growing latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TypeVar
+
+from sentiment_inference.backend import Backend
+from sentiment_inference.errors import InferenceFailed, Overloaded
+from sentiment_inference.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class BatchLimits:
+    max_batch_size: int = 32
+    max_batch_tokens: int = 8192
+    max_wait_ms: float = 2.0
+    max_queue: int = 512
+    retry_after_seconds: int = 1
+
+
+@dataclass(eq=False)
+class _Item:
+    ids: Sequence[int]
+    future: asyncio.Future[list[float]]
+
+
+def plan_batches(items: Sequence[_Item], max_size: int, max_tokens: int) -> list[list[_Item]]:
+    """Sort by length and cut into batches of at most ``max_size`` texts and ``max_tokens`` padded tokens.
+
+    A single text longer than the token budget still forms a batch of its own.
+    """
+    ordered = sorted(items, key=lambda it: len(it.ids))
+    batches: list[list[_Item]] = []
+    current: list[_Item] = []
+    for item in ordered:
+        # Sorted ascending, so this item is the longest; padded size = count * its length.
+        if current and (len(current) >= max_size or (len(current) + 1) * len(item.ids) > max_tokens):
+            batches.append(current)
+            current = []
+        current.append(item)
+    if current:
+        batches.append(current)
+    return batches
+
+
+class Batcher:
+    """The queue, owned by one task, in front of one model worker thread."""
+
+    def __init__(self, backend: Backend, limits: BatchLimits, metrics: Metrics) -> None:
+        self._backend = backend
+        self._limits = limits
+        self._metrics = metrics
+        self._queue: deque[_Item] = deque()
+        self._pending = 0  # texts accepted and not yet answered or dropped
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-worker")
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="sentiment-batcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for item in self._queue:
+            if not item.future.done():
+                item.future.set_exception(InferenceFailed("server is shutting down"))
+        self._queue.clear()
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    async def run_in_worker(self, fn: Callable[[], T]) -> T:
+        """Run a blocking callable (load, warm-up) on the model thread, so torch runs on one thread only."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn)
+
+    async def submit(self, encoded: Sequence[Sequence[int]]) -> list[list[float]]:
+        """Queue one request's texts; return their probabilities in the same order.
+
+        Raises Overloaded when the queue cannot take them all. Cancelling the caller drops its texts.
+        """
+        if not encoded:
+            return []
+        limit = self._limits.max_queue
+        if self._pending + len(encoded) > limit:
+            self._metrics.overloaded.inc()
+            raise Overloaded(
+                f"server overloaded: {self._pending} texts queued, this request adds {len(encoded)}, "
+                f"the limit is SENTIMENT_MAX_QUEUE={limit}; retry later",
+                headers={"Retry-After": str(self._limits.retry_after_seconds)},
+                limit=limit,
+                value=self._pending + len(encoded),
+            )
+        loop = asyncio.get_running_loop()
+        items = [_Item(ids, loop.create_future()) for ids in encoded]
+        self._queue.extend(items)
+        self._pending += len(items)
+        self._metrics.queue_depth.set(self._pending)
+        self._wakeup.set()
+        # If the caller is cancelled, gather cancels these futures and the batcher drops them before compute.
+        return list(await asyncio.gather(*(it.future for it in items)))
+
+    def _take(self) -> list[_Item]:
+        live: list[_Item] = []
+        dropped = 0
+        while self._queue:
+            item = self._queue.popleft()
+            if item.future.done():  # cancelled: the client went away
+                dropped += 1
+            else:
+                live.append(item)
+        if dropped:
+            self._drop(dropped)
+        return live
+
+    def _drop(self, n: int) -> None:
+        self._pending -= n
+        self._metrics.dropped.inc(n)
+        self._metrics.queue_depth.set(self._pending)
+
+    async def _run(self) -> None:
+        limits = self._limits
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            if not self._queue:
+                continue
+            if limits.max_wait_ms > 0 and len(self._queue) < limits.max_batch_size:
+                await asyncio.sleep(limits.max_wait_ms / 1000)
+                self._wakeup.clear()
+            items = self._take()
+            for batch in plan_batches(items, limits.max_batch_size, limits.max_batch_tokens):
+                live = [it for it in batch if not it.future.done()]
+                if len(live) < len(batch):
+                    self._drop(len(batch) - len(live))
+                if not live:
+                    continue
+                await self._run_batch(loop, live)
+
+    async def _run_batch(self, loop: asyncio.AbstractEventLoop, batch: list[_Item]) -> None:
+        ids = [it.ids for it in batch]
+        started = time.perf_counter()
+        try:
+            probs = await loop.run_in_executor(self._executor, self._backend.predict, ids)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("Model batch of %d texts failed", len(batch))
+            for it in batch:
+                if not it.future.done():
+                    it.future.set_exception(InferenceFailed(f"model inference failed: {type(exc).__name__}"))
+            probs = None
+        finally:
+            self._pending -= len(batch)
+            self._metrics.queue_depth.set(self._pending)
+        elapsed = time.perf_counter() - started
+        self._metrics.model_seconds.observe(elapsed)
+        self._metrics.batch_size.observe(len(batch))
+        self._metrics.batch_tokens.observe(len(batch) * max(len(i) for i in ids))
+        if probs is None:
+            return
+        for it, p in zip(batch, probs, strict=True):
+            if not it.future.done():
+                it.future.set_result(p)

@@ -1,0 +1,157 @@
+"""The server's configuration: one pydantic-settings class read from ``SENTIMENT_*`` environment variables.
+
+The README's env-var table is generated from the field descriptions, and the operator may only set names that
+exist here (checked by a contract test), so every field carries a ``description``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "SENTIMENT_"
+
+
+class Settings(BaseSettings):
+    """All server settings; environment variable = ``SENTIMENT_`` + the upper-cased field name."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="ignore",
+        protected_namespaces=(),
+        validate_default=True,
+    )
+
+    model_path: str = Field(
+        "/opt/sentiment/model",
+        description="Directory holding the model and tokenizer (save_pretrained layout). "
+        "A hub id is accepted only with SENTIMENT_ALLOW_DOWNLOAD=true.",
+    )
+    model_id: str = Field(
+        "distilbert-base-uncased-finetuned-sst-2-english",
+        description="Model id shown by GET {prefix}/model (display only; the weights come from MODEL_PATH).",
+    )
+    allow_download: bool = Field(
+        False,
+        description="Allow MODEL_PATH to be a Hugging Face hub id downloaded at start-up "
+        "(off: only local files are read).",
+    )
+    api_prefix: str = Field(
+        "",
+        description='Path prefix of every API route, e.g. "/project" (empty: routes at the root). '
+        "/metrics, /docs and /openapi.json stay at the root.",
+    )
+    host: str = Field("0.0.0.0", description="Address sentiment-serve binds to.")
+    port: int = Field(8000, ge=1, le=65535, description="Port sentiment-serve listens on.")
+    max_length: int = Field(
+        512,
+        ge=4,
+        le=8192,
+        description="Maximum sequence length in tokens; longer texts are truncated "
+        "(capped at the model's position embeddings).",
+    )
+    quantization: Literal["none", "int8"] = Field(
+        "none",
+        description="Precision: none (fp32) or int8 (dynamic quantization of the Linear layers).",
+    )
+    torch_threads: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description="torch intra-op threads for the model worker (0 = the CPUs this container may use, "
+        "from the cgroup quota and CPU affinity).",
+    )
+    max_batch_size: int = Field(32, ge=1, le=1024, description="Most texts in one model batch.")
+    max_batch_tokens: int = Field(
+        8192,
+        ge=16,
+        description="Most padded tokens (texts x longest text) in one model batch.",
+    )
+    max_wait_ms: float = Field(
+        2.0,
+        ge=0,
+        le=1000,
+        description="How long the batcher waits for more texts when the queue holds less than one full "
+        "batch (0 = run as soon as the model is free).",
+    )
+    max_queue: int = Field(
+        512,
+        ge=1,
+        description="Most texts waiting for the model; beyond it requests get 429 with Retry-After at once.",
+    )
+    retry_after_seconds: int = Field(
+        1, ge=0, le=3600, description="Retry-After value (seconds) sent with 429 and 503 answers."
+    )
+    max_texts_per_request: int = Field(64, ge=1, description="Most texts in one request (else 413).")
+    max_text_chars: int = Field(5000, ge=1, description="Most characters in one text (else 413).")
+    max_body_bytes: int = Field(
+        1_048_576, ge=64, description="Largest request body in bytes, enforced before parsing (else 413)."
+    )
+    redis_url: str | None = Field(
+        None,
+        description="Redis URL for the shared prediction cache, e.g. redis://cache:6379/0 "
+        "(unset: an in-process LRU cache).",
+    )
+    redis_password: SecretStr | None = Field(
+        None, description="Redis password; overrides any password inside REDIS_URL."
+    )
+    cache_ttl_seconds: int = Field(3600, ge=1, description="Lifetime of a cached prediction in Redis.")
+    cache_timeout_ms: int = Field(
+        50,
+        ge=1,
+        le=60_000,
+        description="Redis connect/socket timeout; a slower answer counts as a cache miss.",
+    )
+    cache_health_check_interval: int = Field(
+        15,
+        ge=0,
+        description="Seconds a pooled Redis connection may idle before it is checked with PING before use.",
+    )
+    local_cache_size: int = Field(
+        10_000, ge=0, description="Entries in the in-process LRU cache used without REDIS_URL (0 = off)."
+    )
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
+        "info", description="Log level of the server (critical, error, warning, info, debug)."
+    )
+    access_log: bool = Field(False, description="Log every HTTP request (uvicorn access log).")
+    shutdown_delay_seconds: float = Field(
+        0.0,
+        ge=0,
+        le=300,
+        description="On SIGTERM keep serving this long with readiness 503 (lets endpoints drain) before "
+        "closing the listener.",
+    )
+    graceful_shutdown_seconds: float = Field(
+        20.0,
+        ge=0,
+        description="On SIGTERM readiness turns 503 at once; in-flight requests get this long to finish.",
+    )
+
+    @field_validator("api_prefix")
+    @classmethod
+    def _normalize_prefix(cls, value: str) -> str:
+        value = value.strip()
+        if value in ("", "/"):
+            return ""
+        if not value.startswith("/"):
+            value = "/" + value
+        return value.rstrip("/")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_log_level(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _empty_url_is_none(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+
+def env_var_names() -> list[str]:
+    """Every environment variable the server reads (used by the operator contract test and the README)."""
+    return [ENV_PREFIX + name.upper() for name in Settings.model_fields]
