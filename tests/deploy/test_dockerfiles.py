@@ -119,7 +119,7 @@ def test_operator_entrypoint_and_cmd_parse_with_the_real_cli() -> None:
     assert SCRIPTS["sentiment-operator"] == "sentiment_operator.cli:main"
     from sentiment_operator.cli import build_parser
 
-    args = build_parser().parse_args(cmd.exec_form())
+    args = build_parser(cmd.exec_form()).parse_args(cmd.exec_form())
     assert args.command == "run"
     assert args.all_namespaces is True
     # The liveness endpoint matches the port the image exposes.

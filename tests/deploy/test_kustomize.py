@@ -77,6 +77,11 @@ def operator_argv(container: dict[str, Any]) -> list[str]:
     return proc.stdout.splitlines()
 
 
+def parse_operator_args(argv: list[str]) -> Any:
+    """The operator's real CLI parser (it adds the `run` options only when the command is `run`)."""
+    return build_parser(argv).parse_args(argv)
+
+
 def rbac_triples(objects: list[dict[str, Any]]) -> set[Triple]:
     """Every (group, resource, verb) granted to the operator's ServiceAccount by the output."""
     bound_cluster_roles: set[str] = set()
@@ -193,7 +198,7 @@ def test_operator_command_line_parses_and_serves_the_liveness_probe(
 ) -> None:
     _, objects = overlay
     container = operator_container(objects)
-    args = build_parser().parse_args(operator_argv(container))
+    args = parse_operator_args(operator_argv(container))
     assert args.command == "run"
     assert args.all_namespaces is True, "the ClusterRole and the CRD watch are cluster-wide"
     liveness = urlsplit(args.liveness)
@@ -212,7 +217,7 @@ def test_dev_overlay_runs_one_standalone_replica_of_the_local_image() -> None:
     container = operator_container(objects)
     assert container["image"] == "sentiment-operator:dev"
     assert container["imagePullPolicy"] in {"Never", "IfNotPresent"}
-    args = build_parser().parse_args(operator_argv(container))
+    args = parse_operator_args(operator_argv(container))
     assert args.standalone is True
     assert not [o for o in objects if o["kind"] == "PodDisruptionBudget"]
 
@@ -225,13 +230,13 @@ def test_prod_overlay_runs_two_peered_replicas_with_a_disruption_budget() -> Non
     container = operator_container(objects)
     assert re.fullmatch(r"ghcr\.io/sentiment-operator/operator:\d+\.\d+\.\d+", container["image"])
 
-    args = build_parser().parse_args(operator_argv(container))
+    args = parse_operator_args(operator_argv(container))
     assert args.standalone is False
     peering = one(objects, "ClusterKopfPeering", args.peering)
     assert peering["apiVersion"] == "kopf.dev/v1"
     one(objects, "CustomResourceDefinition", "clusterkopfpeerings.kopf.dev")
     # Replicas with equal priorities would all pause: each draws its own.
-    priorities = {build_parser().parse_args(operator_argv(container)).priority for _ in range(4)}
+    priorities = {parse_operator_args(operator_argv(container)).priority for _ in range(4)}
     assert all(0 <= p <= 65535 for p in priorities)
     assert len(priorities) > 1
 
