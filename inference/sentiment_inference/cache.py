@@ -113,7 +113,8 @@ def apply_password(url: str, password: str | None) -> str:
     if parts.scheme == "unix":
         query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "password"]
         query.append(("password", password))
-        return urlunsplit(parts._replace(query=urlencode(query)))
+        # urlunsplit would drop the empty authority and turn unix:///path into unix:/path
+        return f"unix://{parts.netloc}{parts.path}?{urlencode(query)}"
     host = parts.hostname or "localhost"
     if ":" in host:
         host = f"[{host}]"
