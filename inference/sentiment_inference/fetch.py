@@ -39,6 +39,17 @@ class FetchResult:
     skipped: bool
 
 
+_TRUE = frozenset({"1", "true", "yes", "on"})
+
+
+def offline_mode() -> bool:
+    """Whether the environment forbids reaching the hub (as huggingface_hub and transformers read it)."""
+    return any(
+        os.environ.get(name, "").strip().lower() in _TRUE
+        for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
+
+
 def read_model_id(directory: Path) -> str | None:
     """The id recorded by a completed fetch into ``directory``, or None."""
     marker = directory / MODEL_ID_FILE
@@ -143,6 +154,13 @@ def fetch_model(
     if not local and src.startswith(("/", ".", "~")):
         # A path, not a hub id: fail here rather than asking the hub for a nonsense id.
         raise FetchError(f"--source {src} is not a directory")
+    if not local and offline_mode():
+        # The inference image sets HF_HUB_OFFLINE=1 so the *server* never reaches the hub; a container that is
+        # meant to download (the operator's download init container) must turn it off explicitly.
+        raise FetchError(
+            f"cannot download {src} from the hub: offline mode is on (HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE); "
+            "set HF_HUB_OFFLINE=0 and TRANSFORMERS_OFFLINE=0 for this command, or pass --source DIR"
+        )
     log.info("Fetching model %s from %s%s into %s", model_id, "directory " if local else "hub id ", src, out)
 
     staging = out / STAGING_DIR

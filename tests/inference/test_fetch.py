@@ -199,3 +199,24 @@ def test_console_script_as_run_by_the_image_build(source_dir: Path, tmp_path: Pa
     assert proc.stdout.strip() == f"{MODEL_ID} -> {out} (NEGATIVE, POSITIVE)"
     assert f"Saved model {MODEL_ID}" in proc.stderr
     assert fetch.read_model_id(out) == MODEL_ID
+
+
+@pytest.mark.parametrize("variable", ["HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"])
+def test_hub_download_in_offline_mode_is_a_clear_error(
+    variable: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The inference image sets offline mode for the server; a download container must switch it off.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "0")
+    monkeypatch.setenv(variable, "1")
+    with pytest.raises(fetch.FetchError, match=r"offline mode is on.*set HF_HUB_OFFLINE=0"):
+        fetch.fetch_model("distilbert-base-uncased-finetuned-sst-2-english", tmp_path / "out")
+    assert fetch.read_model_id(tmp_path / "out") is None
+
+
+def test_offline_mode_reads_the_variables_like_huggingface_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "0")
+    assert fetch.offline_mode() is False
+    monkeypatch.setenv("HF_HUB_OFFLINE", "true")
+    assert fetch.offline_mode() is True
