@@ -232,3 +232,65 @@ def test_model_stage_command_fetches_a_loadable_model(tmp_path: Path, deploy_tin
     assert (out / "MODEL_ID").read_text(encoding="utf-8").strip() == model.arg_defaults()["MODEL_ID"]
     config = json.loads((out / "config.json").read_text(encoding="utf-8"))
     assert set(config["id2label"].values()) == {"NEGATIVE", "POSITIVE"}
+
+
+def _inference_containers() -> list[tuple[str, dict[str, Any]]]:
+    """(where, container) for each container the operator runs from the inference image, over all examples."""
+    from sentiment_operator.cli import render_documents
+
+    out: list[tuple[str, dict[str, Any]]] = []
+    examples = [str(p) for p in sorted((ROOT / "examples").glob("*.yaml"))]
+    for obj in render_documents(examples):
+        if obj["kind"] != "Deployment":
+            continue
+        pod = obj["spec"]["template"]["spec"]
+        for container in [*pod.get("initContainers", []), *pod["containers"]]:
+            if "/inference:" in container["image"]:
+                out.append((f"{obj['metadata']['name']}/{container['name']}", container))
+    assert out, "no example runs the inference image"
+    return out
+
+
+def _effective_env(container: dict[str, Any]) -> dict[str, str]:
+    """The image's ENV overlaid with the container's literal env values."""
+    env = dict(INFERENCE.final.env())
+    env.update({e["name"]: e["value"] for e in container.get("env", []) if "value" in e})
+    return env
+
+
+def test_every_command_the_operator_runs_in_the_inference_image_is_installed() -> None:
+    for where, container in _inference_containers():
+        command = container.get("command")
+        if command is None:
+            entrypoint = INFERENCE.final.last("ENTRYPOINT")
+            assert entrypoint is not None
+            command = entrypoint.exec_form()
+        assert command[0] in SCRIPTS, f"{where}: {command[0]} is not a console script of the package"
+
+
+def test_download_init_container_is_allowed_to_reach_the_hub() -> None:
+    # The image is offline for the server; the container that downloads the model must switch that off, and
+    # the hub cache (HF_HOME) must be on a writable volume because the root filesystem is read-only.
+    downloads = [
+        (where, c)
+        for where, c in _inference_containers()
+        if (c.get("command") or [""])[0] == "sentiment-fetch-model" and "--source" not in c.get("args", [])
+    ]
+    assert downloads, "examples/download.yaml renders a download init container"
+    for where, container in downloads:
+        env = _effective_env(container)
+        for variable in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+            assert env.get(variable, "0") in {"0", "false", ""}, f"{where}: {variable}={env.get(variable)}"
+        mounts = [m["mountPath"].rstrip("/") for m in container.get("volumeMounts", [])]
+        assert any(env["HF_HOME"].startswith(m + "/") for m in mounts), f"{where}: HF_HOME not on a volume"
+
+
+def test_server_reads_the_model_where_the_image_bakes_it_unless_mounted() -> None:
+    for where, container in _inference_containers():
+        if container.get("command") is not None:
+            continue
+        env = _effective_env(container)
+        mounts = {m["mountPath"] for m in container.get("volumeMounts", [])}
+        model_path = env["SENTIMENT_MODEL_PATH"]
+        assert model_path == MODEL_DIR or any(model_path.startswith(m) for m in mounts), where
+        assert env["HF_HUB_OFFLINE"] == "1", f"{where}: the server must stay offline"
