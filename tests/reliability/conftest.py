@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from reliability_support import ServerProcess, free_port
+from reliability_support import ServerProcess, free_port, write_sized_model
 
 
 @pytest.fixture
@@ -28,3 +28,10 @@ def serve(
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def medium_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 4-layer, 256-wide random DistilBERT (~11M parameters): tens of ms per request on one thread."""
+    out = tmp_path_factory.mktemp("models") / "medium"
+    return write_sized_model(out, tiny_model_dir, dim=256, n_layers=4, n_heads=4, hidden_dim=1024)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -131,6 +132,35 @@ class ServerProcess:
                 self.process.kill()
                 self.process.wait(timeout=10)
         self._log.close()
+
+
+def write_sized_model(
+    out: Path, tokenizer_from: Path, *, dim: int, n_layers: int, n_heads: int, hidden_dim: int, seed: int = 0
+) -> Path:
+    """A random-weight DistilBERT classifier of a chosen size, reusing a dev model's tokenizer files.
+
+    The overload case needs a model whose cost per request dwarfs the HTTP/JSON overhead, so "3x capacity"
+    is a modest request rate that a shared 2-core machine can really offer.
+    """
+    import torch
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    torch.manual_seed(seed)
+    config = DistilBertConfig(
+        dim=dim,
+        n_layers=n_layers,
+        n_heads=n_heads,
+        hidden_dim=hidden_dim,
+        max_position_embeddings=512,
+        id2label={0: "NEGATIVE", 1: "POSITIVE"},
+        label2id={"NEGATIVE": 0, "POSITIVE": 1},
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    DistilBertForSequenceClassification(config).eval().save_pretrained(out)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        if (tokenizer_from / name).is_file():
+            shutil.copy(tokenizer_from / name, out / name)
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ metrics
