@@ -92,7 +92,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 def _check_content_type(request: Request) -> None:
     ctype = request.headers.get("content-type")
-    if ctype is None:
+    if not ctype:
         return  # lenient: a body without a content type is tried as JSON
     media = ctype.split(";", 1)[0].strip().lower()
     if media != "application/json" and not media.endswith("+json"):
