@@ -706,6 +706,7 @@ def main(argv: list[str] | None = None) -> int:
     for scenario in scenarios:
         results = {label: res[scenario.name] for label, res in per_server.items()}
         entry: dict[str, Any] = {
+            "key": scenario.key,
             "description": scenario.description,
             "vus": scenario.vus,
             "texts_per_request": scenario.texts_per_request,

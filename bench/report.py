@@ -1,0 +1,87 @@
+"""Render a bench/run.py JSON document as the README's markdown performance tables.
+
+python -m bench.report bench/results/bench.json > perf.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def _num(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def render(doc: dict[str, Any]) -> str:
+    lines: list[str] = []
+    machine = doc["machine"]
+    versions = machine.get("versions", {})
+    lines.append(
+        f"Machine: {machine['cpu_model']}, {machine['nproc']} CPUs, {machine['mem_total_gib']} GiB RAM, "
+        f"Linux {machine['kernel']}; torch {versions.get('torch', '?')}, k6 {versions.get('k6', '?')}, "
+        f"redis-server {versions.get('redis_server', '?')}. Load average at start "
+        f"{machine['load_average_at_start'][0]}, at end {machine.get('load_average_at_end', ['?'])[0]}."
+    )
+    bench = doc["bench"]
+    lines.append(
+        f"Command: `{bench['command']}` ({bench['duration_per_scenario_s']:g} s per scenario, "
+        f"started {bench['started_at']}); model: {doc['model']['preset']} DistilBERT shape, random weights, "
+        "bert-base-uncased vocabulary. k6 runs on the same CPUs as the server."
+    )
+    lines.append("")
+    lines.append("| scenario | server | req/s | texts/s | p50 ms | p95 ms | p99 ms | errors | x baseline |")
+    lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for scenario in doc["scenarios"].values():
+        ratios = scenario.get("ratio_vs_baseline", {})
+        for label, result in scenario["results"].items():
+            lines.append(
+                f"| ({scenario.get('key', '?')}) {scenario['description']} | {label} | "
+                f"{_num(result['requests_per_s'])} | "
+                f"{_num(result['texts_per_s'])} | {_num(result['p50_ms'])} | {_num(result['p95_ms'])} | "
+                f"{_num(result['p99_ms'])} | {result['errors']} | "
+                f"{_num(ratios.get(label), 2) if label != 'baseline' else '1.00'} |"
+            )
+    lines.append("")
+    lines.append("| server | start to ready s | peak RSS under load MB |")
+    lines.append("|---|---:|---:|")
+    for label, server in doc["servers"].items():
+        lines.append(
+            f"| {label} | {_num(server['start_to_ready_s'], 2)} | {_num(server['rss_peak_under_load_mb'])} |"
+        )
+    if doc.get("ceiling"):
+        lines.append("")
+        lines.append(
+            "| precision | bare-model texts/s (batch 32, in-process) | ms per batch | mean tokens/text |"
+        )
+        lines.append("|---|---:|---:|---:|")
+        for precision, ceiling in doc["ceiling"].items():
+            lines.append(
+                f"| {precision} | {_num(ceiling['texts_per_s'])} | {_num(ceiling['ms_per_batch'])} | "
+                f"{_num(ceiling['mean_tokens_per_text'])} |"
+            )
+    if doc.get("targets"):
+        lines.append("")
+        lines.append("| target | measured | met |")
+        lines.append("|---|---:|:---:|")
+        for target in doc["targets"]:
+            met = {True: "yes", False: "**no**", None: "n/a"}[target["met"]]
+            lines.append(f"| {target['target']} | {_num(target['value'], 2)} | {met} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("file", type=Path, help="JSON written by python -m bench.run --out FILE")
+    args = parser.parse_args()
+    print(render(json.loads(args.file.read_text())), end="")
+
+
+if __name__ == "__main__":
+    main()
