@@ -204,7 +204,7 @@ def test_build_context_is_an_allowlist_that_covers_every_copy(dockerfile: Docker
         assert dockerignore_excludes(patterns, private), f".dockerignore lets {private} into the context"
 
 
-def test_model_stage_command_fetches_a_loadable_model(tmp_path: Path, deploy_tiny_model: Path) -> None:
+def test_model_stage_command_fetches_a_loadable_model(tmp_path: Path, tiny_model_dir: Path) -> None:
     """The model stage's RUN, with its ARG defaults, run for real against a local source (not the hub)."""
     model = INFERENCE.stage("model")
     (command,) = [inst.args for inst in model.all("RUN")]
@@ -215,7 +215,7 @@ def test_model_stage_command_fetches_a_loadable_model(tmp_path: Path, deploy_tin
     assert argv[argv.index("--out") + 1] == MODEL_DIR
     out = tmp_path / "opt-sentiment-model"
     argv[argv.index("--out") + 1] = str(out)
-    argv += ["--source", str(deploy_tiny_model)]
+    argv += ["--source", str(tiny_model_dir)]
     proc = subprocess.run(
         [str(Path(sys.executable).parent / argv[0]), *argv[1:]],
         capture_output=True,
