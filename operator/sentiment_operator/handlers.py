@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, cast
@@ -70,23 +71,37 @@ class Runtime:
         self.reconciler = reconciler
         self.config = config
         self._pending: set[tuple[str, str]] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        # Owners whose kopf handler is waiting to retry: child events must not bypass that backoff.
+        self._backoff_until: dict[tuple[str, str], float] = {}
 
-    def schedule(self, namespace: str, name: str) -> None:
-        """Reconcile an owner soon; a burst of child events results in one reconcile."""
+    def backing_off(self, namespace: str, name: str) -> bool:
+        until = self._backoff_until.get((namespace, name))
+        return until is not None and time.monotonic() < until
+
+    def set_backoff(self, namespace: str, name: str, delay: float | None) -> None:
+        if delay is None:
+            self._backoff_until.pop((namespace, name), None)
+        else:
+            self._backoff_until[namespace, name] = time.monotonic() + delay
+
+    async def child_changed(self, namespace: str, name: str) -> None:
+        """Reconcile an owner after a child changed; a burst of child events results in one reconcile.
+
+        Awaited inside kopf's event handler (kopf owns and cancels the task); no free-floating tasks.
+        """
         key = (namespace, name)
         if key in self._pending:
-            return
+            return  # a reconcile that will see this change is already scheduled
         self._pending.add(key)
-        task = asyncio.create_task(self._run_scheduled(namespace, name))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _run_scheduled(self, namespace: str, name: str) -> None:
-        await asyncio.sleep(self.config.child_debounce)
-        self._pending.discard((namespace, name))
         try:
-            result = await self.reconciler.reconcile(namespace, name)
+            await asyncio.sleep(self.config.child_debounce)
+        finally:
+            self._pending.discard(key)
+        try:
+            # Checked again under the owner's lock: a handler may have failed while we waited for it.
+            result = await self.reconciler.reconcile(
+                namespace, name, unless=lambda: self.backing_off(namespace, name)
+            )
         except KubeError as exc:
             # The timer and kopf's retries of the owner's handlers converge later.
             logger.warning(
@@ -96,10 +111,7 @@ class Runtime:
         if result is not None:
             post_events(result)
 
-    async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+    def close(self) -> None:
         self.reconciler.kube.close()
 
 
@@ -171,7 +183,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig | None = No
     async def cleanup(memo: Any, **_: Any) -> None:
         runtime = getattr(memo, "sentiment_runtime", None)
         if runtime is not None:
-            await runtime.close()
+            runtime.close()
 
     @kopf.on.login(registry=registry)
     def login(memo: Any, **_: Any) -> kopf.ConnectionInfo:
@@ -202,7 +214,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig | None = No
         async def child_changed(labels: kopf.Labels, namespace: str | None, memo: Any, **_: Any) -> None:
             owner = labels.get(INSTANCE_LABEL)
             if namespace and owner:
-                _runtime(memo).schedule(namespace, owner)
+                await _runtime(memo).child_changed(namespace, owner)
 
 
 async def _reconcile_or_raise(
@@ -212,10 +224,13 @@ async def _reconcile_or_raise(
         result = await runtime.reconciler.reconcile(namespace, name)
     except (kube_mod.Transient, kube_mod.Conflict) as exc:
         delay = retry_delay(runtime.config, retry)
+        runtime.set_backoff(namespace, name, delay)
         kopf.warn(body, reason="ReconcileRetrying", message=f"{exc}; retrying in {delay:.0f}s")
         raise kopf.TemporaryError(str(exc), delay=delay) from None
     except KubeError as exc:
+        runtime.set_backoff(namespace, name, None)
         kopf.warn(body, reason="ReconcileFailed", message=str(exc))
         raise kopf.PermanentError(str(exc)) from None
+    runtime.set_backoff(namespace, name, None)
     if result is not None:
         post_events(result)

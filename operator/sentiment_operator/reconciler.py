@@ -76,12 +76,18 @@ class Reconciler:
     def busy(self, namespace: str, name: str) -> bool:
         return self.lock(namespace, name).locked()
 
-    async def reconcile(self, namespace: str, name: str) -> Result | None:
+    async def reconcile(
+        self, namespace: str, name: str, *, unless: Callable[[], bool] | None = None
+    ) -> Result | None:
         """Reconcile one SentimentModel; None if it is gone or being deleted (ownerReferences clean up).
+
+        ``unless`` is checked once the per-object lock is held: a true result skips this reconcile.
 
         Raises the kube module's typed errors (Transient, Conflict, Forbidden, Invalid) for the caller.
         """
         async with self.lock(namespace, name):
+            if unless is not None and unless():
+                return None
             body = await self.kube.get(SENTIMENT_MODEL, namespace, name)
             if body is None or body.get("metadata", {}).get("deletionTimestamp"):
                 return None

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import aiohttp.web
 import attrs
 import kmock
@@ -96,7 +97,7 @@ def matcher(
 @attrs.define(kw_only=True)
 class ApiServer(kmock.KubernetesEmulator):
     faults: list[Fault] = attrs.field(factory=list)
-    blocked: set[str] = attrs.field(factory=set)  # plurals whose list/watch requests get 503
+    blocked: set[str] = attrs.field(factory=set)  # plurals whose reads (list/watch/get) get 503
     _rv: Any = attrs.field(factory=lambda: itertools.count(1))
 
     def register(
@@ -141,6 +142,7 @@ class ApiServer(kmock.KubernetesEmulator):
             if request.resource.plural in self.blocked and request.action in (
                 kmock.action.LIST,
                 kmock.action.WATCH,
+                kmock.action.FETCH,
             ):
                 raise kmock_k8s.KubernetesError(status=503, reason="ServiceUnavailable", message="blocked")
             for fault in self.faults:
@@ -299,8 +301,13 @@ class Cluster:
     async def http(
         self, method: str, path: str, body: Any = None, content_type: str = "application/json"
     ) -> Any:
-        headers = {"Content-Type": content_type}
-        async with self.api.request(method, path, json=body, headers=headers) as resp:
+        """One request as a separate client would make it (a fresh connection, bounded in time)."""
+        headers = {"Content-Type": content_type, "User-Agent": "test-client"}
+        timeout = aiohttp.ClientTimeout(total=10)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.request(method, f"{self.url}{path}", json=body, headers=headers) as resp,
+        ):
             payload = await resp.json(content_type=None)
             assert resp.status < 300, f"{method} {path} -> {resp.status}: {payload}"
             return payload
