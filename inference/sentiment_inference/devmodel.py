@@ -273,6 +273,10 @@ def write_devmodel(
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    for path in out.iterdir():
+        # safetensors writes 0600; a model baked by root must stay readable by the non-root server user.
+        if path.is_file():
+            path.chmod(0o644)
     (out / "MODEL_ID").write_text(f"sentiment-devmodel/{preset}{'-trained' if trained else ''}\n")
     log.info("Wrote the %s dev model to %s in %.1fs", preset, out, time.perf_counter() - started)
     return out
