@@ -199,6 +199,14 @@ class TransformersBackend:
         )
         if not getattr(tokenizer, "is_fast", False):
             raise ModelLoadError(f"{s.model_path}: no fast tokenizer (tokenizer.json) could be built")
+        vocab_size = len(tokenizer.get_vocab())
+        if vocab_size <= len(tokenizer.all_special_tokens):
+            # transformers builds an empty-vocabulary tokenizer when the files are missing: every word would
+            # become [UNK] and every text would get the same (wrong) answer.
+            raise ModelLoadError(
+                f"{s.model_path}: the tokenizer has no vocabulary ({vocab_size} tokens, all special); "
+                "are tokenizer.json / vocab.txt missing from the model directory?"
+            )
         model, loading = AutoModelForSequenceClassification.from_pretrained(
             s.model_path,
             local_files_only=local or not s.allow_download,
