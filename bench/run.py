@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -304,7 +305,9 @@ class Sampler(threading.Thread):
 
 
 class RunningServer:
-    def __init__(self, spec: ServerSpec, model: Path, redis: RedisServer, logdir: Path) -> None:
+    def __init__(
+        self, spec: ServerSpec, model: Path, redis: RedisServer, logdir: Path, server_cmd: list[str] | None
+    ) -> None:
         self.spec = spec
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -322,7 +325,7 @@ class RunningServer:
                 }
             )
             env.update(spec.extra_env)
-            cmd = [tool("sentiment-serve")]
+            cmd = server_cmd or [tool("sentiment-serve")]
             self.ready_url = f"{self.base_url}/ready"
         else:
             cmd = [
@@ -491,8 +494,10 @@ def run_ceiling(model: Path, precision: str, seconds: float) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def started(spec: ServerSpec, model: Path, redis: RedisServer, logdir: Path) -> Iterator[RunningServer]:
-    server = RunningServer(spec, model, redis, logdir)
+def started(
+    spec: ServerSpec, model: Path, redis: RedisServer, logdir: Path, server_cmd: list[str] | None
+) -> Iterator[RunningServer]:
+    server = RunningServer(spec, model, redis, logdir, server_cmd)
     try:
         yield server
     finally:
@@ -508,10 +513,11 @@ def bench_server(
     duration: float,
     graceful_stop: float,
     nonce: str,
+    server_cmd: list[str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     redis.flush()
     log(f"Starting {spec.label}")
-    with started(spec, model, redis, workdir) as server:
+    with started(spec, model, redis, workdir, server_cmd if spec.kind == "ours" else None) as server:
         log(f"{spec.label} ready after {server.start_to_ready_s:.2f} s")
         server.warm_up()
         info = server.model_info()
@@ -547,6 +553,8 @@ def bench_server(
         "rss_peak_under_load_mb": round(peak / 2**20, 1),
         "extra_env": spec.extra_env,
     }
+    if server_cmd and spec.kind == "ours":
+        server_info["command"] = server_cmd
     if info is not None:
         server_info["model_endpoint"] = info
     return server_info, results
@@ -634,6 +642,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="extra environment for our server (repeatable), e.g. SENTIMENT_MAX_WAIT_MS=0",
     )
+    parser.add_argument(
+        "--server-cmd",
+        default=None,
+        help="command line for our server instead of sentiment-serve (e.g. to compare a patched build)",
+    )
+    parser.add_argument("--no-ceiling", action="store_true", help="skip the bare-model measurement")
     parser.add_argument("--out", default=None, help="also write the JSON document to this file")
     parser.add_argument(
         "--keep", action="store_true", help="keep the work directory (server logs, k6 summaries)"
@@ -656,6 +670,7 @@ def main(argv: list[str] | None = None) -> int:
     if not kinds <= {"ours", "baseline"} or not kinds:
         parser.error("--servers: a comma list of ours, baseline")
     extra_env = dict(item.split("=", 1) for item in args.server_env)
+    server_cmd = shlex.split(args.server_cmd) if args.server_cmd else None
 
     specs = [ServerSpec(f"ours-{p}", "ours", p, extra_env) for p in precisions if "ours" in kinds]
     if "baseline" in kinds:
@@ -677,7 +692,7 @@ def main(argv: list[str] | None = None) -> int:
     doc["model"] = {"preset": preset if not args.model else "custom", "path": str(model)}
 
     doc["ceiling"] = {}
-    if "ours" in kinds:
+    if "ours" in kinds and not args.no_ceiling:
         for p in precisions:
             log(f"Measuring the bare-model ceiling ({p}, batch 32, {ceiling_seconds:g} s)")
             doc["ceiling"][p] = run_ceiling(model, p, ceiling_seconds)
@@ -691,7 +706,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for spec in specs:
             info, results = bench_server(
-                spec, scenarios, model, redis, keep_dir, duration, graceful_stop, nonce
+                spec, scenarios, model, redis, keep_dir, duration, graceful_stop, nonce, server_cmd
             )
             doc["servers"][spec.label] = info
             per_server[spec.label] = results
