@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import kmock
 import pytest
 from operator_emulator import NAMESPACE, ApiServer, Cluster, OperatorHandle
+from sentiment_operator.rbac import REQUIRED_PERMISSIONS
 
 
 @pytest.fixture
@@ -21,6 +22,13 @@ async def cluster() -> AsyncIterator[Cluster]:
         finally:
             for handle in c.operators:
                 await handle.stop()
+        # Least privilege: everything the operator did is covered by the RBAC constant the deploy files use.
+        used = api.operator_permissions()
+        assert used or not c.operators, "the operator's requests should have been recorded"
+        unlisted = used - REQUIRED_PERMISSIONS
+        assert not unlisted, (
+            f"API calls not in sentiment_operator.rbac.REQUIRED_PERMISSIONS: {sorted(unlisted)}"
+        )
 
 
 @pytest.fixture

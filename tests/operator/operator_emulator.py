@@ -238,6 +238,26 @@ class ApiServer(kmock.KubernetesEmulator):
     def requests_log(self) -> list[rendering.Request]:
         return list(self._requests)
 
+    def operator_permissions(self) -> set[tuple[str, str, str]]:
+        """(group, resource[/subresource], verb) of every resource request of the operator (kopf + ours)."""
+        used: set[tuple[str, str, str]] = set()
+        for request in self._requests:
+            agent = request.headers.get("User-Agent", "")
+            if not agent.startswith(("sentiment-operator", "kopf")):
+                continue
+            if request.resource is None or not request.resource.plural:
+                continue  # discovery (/api, /apis/GROUP/VERSION): non-resource URLs every user may read
+            method = str(request.method.value).upper()
+            if method == "GET":
+                verb = "watch" if request.params.get("watch") == "true" else "get" if request.name else "list"
+            else:
+                verb = {"POST": "create", "PATCH": "patch", "DELETE": "delete", "PUT": "update"}[method]
+            resource = request.resource.plural
+            if request.subresource:
+                resource = f"{resource}/{request.subresource}"
+            used.add((request.resource.group or "", resource, verb))
+        return used
+
 
 def _merge(base: Any, patch: Any) -> Any:
     if not isinstance(base, dict) or not isinstance(patch, dict):

@@ -1,0 +1,65 @@
+"""Every Kubernetes API permission the operator uses: the source for a least-privilege ClusterRole.
+
+(group, resource, verb) triples; "" is the core group; subresources are written "resource/subresource".
+The runtime tests record every request the operator makes against the emulated API server and check that it
+is covered here, and a deploy test can compare the shipped ClusterRole with :func:`cluster_role_rules`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Final
+
+Permission = tuple[str, str, str]
+
+_CHILD_VERBS: Final = ("get", "list", "watch", "create", "patch", "delete")
+
+REQUIRED_PERMISSIONS: Final[frozenset[Permission]] = frozenset(
+    {
+        # The custom resource: kopf lists/watches it and patches its annotations (progress, diff-base) and,
+        # while handlers exist, its finalizer; the reconciler reads it and writes status via the subresource.
+        ("serving.sentiment.dev", "sentimentmodels", "get"),
+        ("serving.sentiment.dev", "sentimentmodels", "list"),
+        ("serving.sentiment.dev", "sentimentmodels", "watch"),
+        ("serving.sentiment.dev", "sentimentmodels", "patch"),
+        ("serving.sentiment.dev", "sentimentmodels/status", "patch"),
+        # Children: read, create, merge-patch, prune; watched so that drift and readiness trigger a reconcile.
+        *(("apps", "deployments", verb) for verb in _CHILD_VERBS),
+        *(("", "services", verb) for verb in _CHILD_VERBS),
+        *(("autoscaling", "horizontalpodautoscalers", verb) for verb in _CHILD_VERBS),
+        *(("networking.k8s.io", "networkpolicies", verb) for verb in _CHILD_VERBS),
+        *(("networking.istio.io", "virtualservices", verb) for verb in _CHILD_VERBS),
+        # The generated Redis password: created once, read by name, deleted when the cache is turned off.
+        # Deliberately no list/watch/patch: listing Secrets would expose every Secret in the namespace.
+        ("", "secrets", "get"),
+        ("", "secrets", "create"),
+        ("", "secrets", "delete"),
+        # Events on SentimentModels (kopf.event / kopf.warn).
+        ("", "events", "create"),
+        # kopf's cluster scanning: which namespaces exist and whether CRDs (ours, Istio's) appear or vanish.
+        ("", "namespaces", "list"),
+        ("", "namespaces", "watch"),
+        ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
+        ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
+    }
+)
+
+# Only with --peering (several operator replicas, one active): kopf's peering objects (kopf.dev CRDs).
+PEERING_PERMISSIONS: Final[frozenset[Permission]] = frozenset(
+    ("kopf.dev", resource, verb)
+    for resource in ("clusterkopfpeerings", "kopfpeerings")
+    for verb in ("get", "list", "watch", "patch")
+)
+
+
+def cluster_role_rules(
+    permissions: frozenset[Permission] = REQUIRED_PERMISSIONS,
+) -> list[dict[str, list[str]]]:
+    """ClusterRole ``rules``: one rule per (group, resource), sorted verbs, deterministic, no wildcards."""
+    verbs: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for group, resource, verb in permissions:
+        verbs[group, resource].add(verb)
+    return [
+        {"apiGroups": [group], "resources": [resource], "verbs": sorted(verbs[group, resource])}
+        for group, resource in sorted(verbs)
+    ]
