@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 import kopf
 
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     namespaces: list[str] = list(getattr(args, "namespaces", None) or [])
     all_namespaces = bool(getattr(args, "all_namespaces", False))
     if not namespaces and not all_namespaces:
-        print("error: pass --namespace NS (repeatable) or --all-namespaces")
+        print("error: pass --namespace NS (repeatable) or --all-namespaces", file=sys.stderr)
         return 2
     logging.basicConfig(
         level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
