@@ -1,0 +1,215 @@
+"""Pure status computation: conditions, transitions, replica counts, InvalidSpec."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sentiment_operator import status
+from sentiment_operator.spec import InvalidSpecError, parse_spec
+
+NAME, NS = "demo", "prod"
+T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:05:00Z"
+
+
+def deployment(
+    *, replicas: int | None = 2, ready: int = 0, available: int | None = None, updated: int = 0
+) -> Any:
+    spec: dict[str, Any] = {} if replicas is None else {"replicas": replicas}
+    avail = ready if available is None else available
+    return {
+        "spec": spec,
+        "status": {
+            "readyReplicas": ready,
+            "availableReplicas": avail,
+            "updatedReplicas": updated,
+            "conditions": [{"type": "Available", "status": "True" if avail else "False"}],
+        },
+    }
+
+
+def compute(spec: dict[str, Any], observed: status.Observed, previous: Any = None, now: str = T0) -> Any:
+    return status.compute_status(
+        name=NAME,
+        namespace=NS,
+        generation=3,
+        spec=parse_spec(NAME, spec),
+        observed=observed,
+        previous=previous,
+        now=now,
+    )
+
+
+def cond(st: Any, ctype: str) -> Any:
+    return next(c for c in st["conditions"] if c["type"] == ctype)
+
+
+def test_all_ready() -> None:
+    st = compute(
+        {"autoscaling": {"enabled": False}, "replicas": 2},
+        status.Observed(inference=deployment(ready=2, updated=2), redis=deployment(replicas=1, ready=1)),
+    )
+    assert st["observedGeneration"] == 3
+    assert (st["replicas"], st["readyReplicas"], st["updatedReplicas"], st["replicasSummary"]) == (
+        2,
+        2,
+        2,
+        "2/2",
+    )
+    assert st["url"] == "http://demo.prod.svc.cluster.local:8000/demo"
+    assert st["gatewayPath"] is None
+    ready = cond(st, "Ready")
+    assert (ready["status"], ready["reason"], ready["observedGeneration"]) == ("True", "Ready", 3)
+    assert ready["lastTransitionTime"] == T0
+    assert [c["type"] for c in st["conditions"]] == [
+        "Ready",
+        "Available",
+        "CacheReady",
+        "Autoscaling",
+        "Routing",
+    ]
+    assert (cond(st, "Autoscaling")["status"], cond(st, "Autoscaling")["reason"]) == ("False", "Disabled")
+    assert (cond(st, "Routing")["status"], cond(st, "Routing")["reason"]) == ("False", "Disabled")
+
+
+def test_missing_deployment_is_not_ready() -> None:
+    st = compute({}, status.Observed())
+    assert cond(st, "Available")["reason"] == "DeploymentMissing"
+    ready = cond(st, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "DeploymentMissing")
+    # Autoscaling on, live Deployment missing: desired falls back to minReplicas.
+    assert st["replicasSummary"] == "0/1"
+
+
+def test_unready_deployment_names_the_counts() -> None:
+    st = compute(
+        {"autoscaling": {"enabled": False}, "replicas": 3}, status.Observed(inference=deployment(replicas=3))
+    )
+    ready = cond(st, "Ready")
+    assert ready["reason"] == "DeploymentUnavailable"
+    assert "0/3" in ready["message"]
+
+
+def test_progress_deadline_exceeded_is_surfaced() -> None:
+    dep = deployment(replicas=1)
+    dep["status"]["conditions"].append(
+        {
+            "type": "Progressing",
+            "status": "False",
+            "reason": "ProgressDeadlineExceeded",
+            "message": "too slow",
+        }
+    )
+    st = compute({}, status.Observed(inference=dep))
+    assert (cond(st, "Ready")["reason"], cond(st, "Ready")["message"]) == (
+        "ProgressDeadlineExceeded",
+        "too slow",
+    )
+
+
+def test_scaled_to_zero() -> None:
+    st = compute(
+        {"autoscaling": {"enabled": False}, "replicas": 0}, status.Observed(inference=deployment(replicas=0))
+    )
+    assert cond(st, "Available")["reason"] == "ScaledToZero"
+    assert st["replicasSummary"] == "0/0"
+
+
+def test_hpa_owned_replicas_come_from_the_live_deployment() -> None:
+    st = compute(
+        {"autoscaling": {"minReplicas": 2, "maxReplicas": 8}},
+        status.Observed(
+            inference=deployment(replicas=5, ready=4, updated=5),
+            redis=deployment(replicas=1, ready=1),
+            hpa={"metadata": {"name": NAME}},
+        ),
+    )
+    assert st["replicasSummary"] == "4/5"
+    auto = cond(st, "Autoscaling")
+    assert (auto["status"], auto["reason"]) == ("True", "HorizontalPodAutoscalerConfigured")
+    assert "2-8 replicas at 70% CPU" in auto["message"]
+
+
+def test_managed_cache_not_ready_blocks_ready() -> None:
+    st = compute({}, status.Observed(inference=deployment(ready=2), redis=deployment(replicas=1, ready=0)))
+    assert cond(st, "Available")["status"] == "True"
+    assert (cond(st, "CacheReady")["status"], cond(st, "CacheReady")["reason"]) == (
+        "False",
+        "RedisUnavailable",
+    )
+    assert (cond(st, "Ready")["status"], cond(st, "Ready")["reason"]) == ("False", "CacheNotReady")
+
+
+@pytest.mark.parametrize(
+    ("cache", "expected"),
+    [
+        ({"enabled": False}, ("False", "Disabled")),
+        ({"external": {"urlSecretRef": {"name": "r", "key": "url"}}}, ("True", "ExternalRedis")),
+    ],
+)
+def test_unmanaged_cache_does_not_block_ready(cache: dict[str, Any], expected: tuple[str, str]) -> None:
+    st = compute({"cache": cache}, status.Observed(inference=deployment(ready=2)))
+    assert (cond(st, "CacheReady")["status"], cond(st, "CacheReady")["reason"]) == expected
+    assert cond(st, "Ready")["status"] == "True"
+
+
+def test_routing_states() -> None:
+    spec = {"routing": {"enabled": True, "pathPrefix": "/api/sentiment"}}
+    applied = compute(spec, status.Observed(inference=deployment(ready=1), routing="applied"))
+    assert cond(applied, "Routing")["status"] == "True"
+    assert applied["gatewayPath"] == "/api/sentiment"
+    missing = compute(spec, status.Observed(inference=deployment(ready=1), routing="istio-missing"))
+    assert (cond(missing, "Routing")["status"], cond(missing, "Routing")["reason"]) == (
+        "False",
+        "IstioNotInstalled",
+    )
+    # Istio missing is reported, not a failure: Ready does not depend on it.
+    assert missing["gatewayPath"] == "/api/sentiment"
+
+
+def test_canary_not_available_is_mentioned_but_does_not_block() -> None:
+    st = compute(
+        {"routing": {"enabled": True, "canary": {"weight": 10}}, "cache": {"enabled": False}},
+        status.Observed(inference=deployment(ready=2), canary=deployment(replicas=1), routing="applied"),
+    )
+    ready = cond(st, "Ready")
+    assert ready["status"] == "True"
+    assert "canary Deployment demo-canary is not available yet" in ready["message"]
+
+
+def test_last_transition_time_changes_only_when_status_flips() -> None:
+    spec = {"cache": {"enabled": False}}
+    first = compute(spec, status.Observed(inference=deployment(ready=1)), now=T0)
+    # Same status, different message (more replicas ready): the transition time stays.
+    second = compute(spec, status.Observed(inference=deployment(ready=2)), previous=first, now=T1)
+    assert cond(second, "Ready")["lastTransitionTime"] == T0
+    assert cond(second, "Ready")["message"] != cond(first, "Ready")["message"]
+    # Status flips: new transition time.
+    third = compute(spec, status.Observed(inference=deployment(ready=0)), previous=second, now=T1)
+    assert cond(third, "Ready")["lastTransitionTime"] == T1
+    assert cond(third, "Ready")["status"] == "False"
+    assert cond(third, "Autoscaling")["lastTransitionTime"] == T0  # unchanged conditions keep theirs
+
+
+def test_invalid_status_names_the_field_and_keeps_the_rest() -> None:
+    spec = {"cache": {"enabled": False}}
+    valid = compute(spec, status.Observed(inference=deployment(ready=2)), now=T0)
+    error = InvalidSpecError("spec.model.precision", "Input should be 'none' or 'int8'")
+    st = status.invalid_status(error=error, generation=4, previous=valid, now=T1)
+    assert set(st) == {"observedGeneration", "conditions"}
+    assert st["observedGeneration"] == 4
+    ready = cond(st, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
+    assert ready["message"] == "spec.model.precision: Input should be 'none' or 'int8'"
+    assert ready["lastTransitionTime"] == T1
+    assert cond(st, "Available") == cond(valid, "Available")
+
+
+def test_status_changed_detects_removals_and_ignores_equal() -> None:
+    st = compute({}, status.Observed(inference=deployment(ready=1)))
+    stored = {k: v for k, v in st.items() if v is not None}  # what a merge patch of ``st`` leaves behind
+    assert not status.status_changed(stored, st)
+    assert status.status_changed({"gatewayPath": "/x"}, {"gatewayPath": None})
+    assert not status.status_changed({}, {"gatewayPath": None})
+    assert status.status_changed(None, {"observedGeneration": 1})
+    assert not status.status_changed({"observedGeneration": 1, "other": 1}, {"observedGeneration": 1})
