@@ -222,6 +222,9 @@ class Kube:
     """Async facade over the synchronous client; every call runs in a worker thread."""
 
     def __init__(self, configuration: kubernetes.client.Configuration, *, timeout: float = 15.0) -> None:
+        # No hidden urllib3 retries: a timeout surfaces as Transient after ``timeout`` seconds, and the
+        # reconciler's caller retries with a visible backoff (and a Warning Event).
+        configuration.retries = False
         self._api = kubernetes.client.ApiClient(configuration)
         self._api.user_agent = "sentiment-operator"
         self.timeout = timeout
