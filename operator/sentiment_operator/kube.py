@@ -27,6 +27,8 @@ import kubernetes.client
 import kubernetes.config
 import urllib3.exceptions
 
+from sentiment_operator.spec import parse_quantity
+
 logger = logging.getLogger(__name__)
 
 Outcome = Literal["created", "updated", "unchanged"]
@@ -140,20 +142,41 @@ def describe(obj: Mapping[str, Any]) -> str:
 # --- comparing what we own -------------------------------------------------------------------------------
 
 
-def is_subset(desired: Any, live: Any) -> bool:
+_QUANTITY_MAPS: Final = frozenset({"requests", "limits"})
+
+
+def _same_quantity(desired: Any, live: Any) -> bool:
+    """The API server canonicalizes quantities ("0.5" -> "500m", 1 -> "1"): compare their values."""
+    try:
+        return parse_quantity(desired) == parse_quantity(live)
+    except (ValueError, TypeError):
+        return False
+
+
+def is_subset(desired: Any, live: Any, *, _key: str = "") -> bool:
     """True if every field we set in ``desired`` has the same value in ``live``.
 
     Dicts: every key of desired must match (live may have more: server defaults, other controllers' fields).
     Lists: same length and element-wise subset (order matters, as in the API).
-    Scalars: equal. ``None`` in desired means "we don't care".
+    Scalars: equal; resource quantities by value. ``None`` in desired means "we don't care"; an empty list or
+    dict in desired matches an absent field (the API server drops empty collections).
     """
     if desired is None:
         return True
     if isinstance(desired, Mapping):
+        if live is None and not desired:
+            return True
         if not isinstance(live, Mapping):
             return False
-        return all(is_subset(value, live.get(key)) for key, value in desired.items())
+        if _key in _QUANTITY_MAPS:
+            return all(
+                value is None or (live.get(key) is not None and _same_quantity(value, live.get(key)))
+                for key, value in desired.items()
+            )
+        return all(is_subset(value, live.get(key), _key=str(key)) for key, value in desired.items())
     if isinstance(desired, list | tuple):
+        if live is None and not desired:
+            return True
         if not isinstance(live, list | tuple) or len(desired) != len(live):
             return False
         return all(is_subset(d, lv) for d, lv in zip(desired, live, strict=True))

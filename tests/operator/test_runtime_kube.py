@@ -74,6 +74,16 @@ def test_is_subset_types() -> None:
     assert kube.is_subset({"a": None}, {}), "None means: don't care"
 
 
+def test_canonicalized_quantities_and_dropped_empty_collections_are_not_differences() -> None:
+    desired = {"resources": {"requests": {"cpu": "0.5", "memory": "1Gi"}, "limits": {"cpu": 2}}, "args": []}
+    live = {"resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2"}}}
+    assert kube.is_subset(desired, live)
+    assert not kube.is_subset(desired, {"resources": {"requests": {"cpu": "600m", "memory": "1Gi"}}})
+    assert not kube.is_subset({"resources": {"limits": {"cpu": "1"}}}, {"resources": {"limits": {}}})
+    # Quantity comparison applies to resource maps only: elsewhere "1" and "1.0" are different strings.
+    assert not kube.is_subset({"labels": {"v": "1"}}, {"labels": {"v": "1.0"}})
+
+
 def test_owned_projection_drops_identity_and_server_fields() -> None:
     desired = desired_deployment()
     desired["status"] = {"x": 1}
