@@ -93,7 +93,8 @@ class Batcher:
             if not item.future.done():
                 item.future.set_exception(InferenceFailed("server is shutting down"))
         self._queue.clear()
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        # Not waiting: a model load still running on the worker thread must not block shutdown.
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def run_in_worker(self, fn: Callable[[], T]) -> T:
         """Run a blocking callable (load, warm-up) on the model thread, so torch runs on one thread only."""

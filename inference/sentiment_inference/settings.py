@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "SENTIMENT_"
@@ -128,6 +128,16 @@ class Settings(BaseSettings):
         ge=0,
         description="On SIGTERM readiness turns 503 at once; in-flight requests get this long to finish.",
     )
+
+    @model_validator(mode="after")
+    def _queue_fits_a_request(self) -> Settings:
+        # Otherwise a full-size request could never be queued and would always get 429.
+        if self.max_queue < self.max_texts_per_request:
+            raise ValueError(
+                f"SENTIMENT_MAX_QUEUE ({self.max_queue}) must be at least "
+                f"SENTIMENT_MAX_TEXTS_PER_REQUEST ({self.max_texts_per_request})"
+            )
+        return self
 
     @field_validator("api_prefix")
     @classmethod

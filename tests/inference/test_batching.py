@@ -181,7 +181,7 @@ async def test_overload_answers_429_with_retry_after(
     running_app: RunningAppFactory, make_settings: Callable[..., Settings]
 ) -> None:
     backend = FakeBackend(delay=0.3)
-    settings = make_settings(max_queue=4, retry_after_seconds=2)
+    settings = make_settings(max_queue=4, max_texts_per_request=2, retry_after_seconds=2)
     async with running_app(settings, backend=backend) as ra:
         requests = [ra.client.post("/predict", json={"text": [f"t{i}a", f"t{i}b"]}) for i in range(6)]
         responses = await asyncio.gather(*requests)

@@ -159,6 +159,7 @@ def test_settings_env_names_match_the_contract(monkeypatch: pytest.MonkeyPatch) 
         assert field.description, f"{name} needs a description for the README table"
     monkeypatch.setenv("SENTIMENT_API_PREFIX", "project/")
     monkeypatch.setenv("SENTIMENT_MAX_QUEUE", "7")
+    monkeypatch.setenv("SENTIMENT_MAX_TEXTS_PER_REQUEST", "5")
     monkeypatch.setenv("SENTIMENT_REDIS_URL", "")
     monkeypatch.setenv("SENTIMENT_LOG_LEVEL", "DEBUG")
     settings = Settings()
@@ -169,6 +170,8 @@ def test_settings_env_names_match_the_contract(monkeypatch: pytest.MonkeyPatch) 
         "debug",
     )
     assert Settings().model_path == "/opt/sentiment/model"
+    with pytest.raises(ValueError, match=r"SENTIMENT_MAX_QUEUE \(7\) must be at least"):
+        Settings(max_texts_per_request=8)
 
 
 def test_devmodel_cli_writes_a_loadable_model(tmp_path: Path) -> None:
