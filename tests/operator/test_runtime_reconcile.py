@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
-from operator_emulator import NAMESPACE, Cluster, OperatorHandle, assert_no_secret_leak, eventually
+from operator_emulator import NAMESPACE, SM_PATH, Cluster, OperatorHandle, assert_no_secret_leak, eventually
 
 NAME = "demo"
 BASE_SPEC: dict[str, Any] = {"image": "registry.example/inference:1.0"}
@@ -250,3 +251,35 @@ async def test_routing_with_istio_creates_the_virtual_service(cluster: Cluster) 
         ),
         what="VirtualService and canary removed",
     )
+
+
+async def test_steady_state_reconciles_write_nothing(cluster: Cluster) -> None:
+    """Level-triggered and idempotent: with everything converged, resync ticks only read."""
+    await cluster.start_operator(timer_interval=0.5, timer_initial_delay=0.5)
+    await _created(cluster)
+    await cluster.set_deployment_status(f"{NAME}-redis", ready=1)
+    await cluster.set_deployment_status(NAME, ready=1)
+    await eventually(lambda: (cluster.condition(NAME, "Ready") or {}).get("status") == "True", what="Ready")
+    await eventually(lambda: cluster.events(reason="Ready"), what="the Ready Event")
+    model_before = cluster.model(NAME)
+
+    before = len(cluster.api.requests_log())
+    await asyncio.sleep(2.0)  # an observation window of about four resync ticks
+    window = cluster.api.requests_log()[before:]
+    ours = [r for r in window if r.headers.get("User-Agent", "").startswith("sentiment-operator")]
+    writes = [f"{r.method.value} {r.url.path}" for r in ours if str(r.method.value) != "GET"]
+    assert len({r.url.path for r in ours if r.url.path.endswith(f"/sentimentmodels/{NAME}")}) == 1, (
+        "it resynced"
+    )
+    assert writes == []
+    assert cluster.model(NAME) == model_before
+
+
+async def test_deleting_the_model_is_not_blocked(cluster: Cluster, operator: OperatorHandle) -> None:
+    await _created(cluster)
+    await cluster.delete(SM_PATH, NAMESPACE, NAME)
+    await eventually(lambda: cluster.model(NAME) is None, what="the SentimentModel gone (no stuck finalizer)")
+    # Children go with the ownerReferences (garbage collection is the API server's job, not the emulator's).
+    deployment = cluster.api.live("apps/v1/deployments", NAMESPACE, NAME)
+    assert deployment is not None
+    assert deployment["metadata"]["ownerReferences"][0]["kind"] == "SentimentModel"
