@@ -274,6 +274,13 @@ def _init_containers(
                     "--out",
                     MODEL_MOUNT,
                 ],
+                # The image is offline for the server; only this container may reach the hub, and its
+                # download cache must sit on a writable volume (the root filesystem is read-only).
+                "env": [
+                    {"name": "HF_HUB_OFFLINE", "value": "0"},
+                    {"name": "TRANSFORMERS_OFFLINE", "value": "0"},
+                    {"name": "HF_HOME", "value": f"{TMP_MOUNT}/hf"},
+                ],
                 "resources": spec.resources.to_k8s(),
                 **({"securityContext": security} if security else {}),
                 "volumeMounts": [
