@@ -304,3 +304,24 @@ async def test_metrics_cover_requests_latency_cache_batches_queue_and_model(
         info = ra.state.backend.info
         labels = {"model_id": info.model_id, "precision": "none", "fingerprint": info.fingerprint}
         assert await ra.metric("sentiment_model_info", labels) == 1
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b'{"text": "\\ud800"}', 422),  # lone surrogate: not valid Unicode text
+        (b"[" * 100_000, 422),  # nesting bomb
+        (b'{"text": ' + b"[" * 5000 + b"]" * 5000 + b"}", 422),
+        (b'{"text": 1e999}', 422),
+        (b'{"text": {"a": 1}}', 422),
+        (b"null", 422),
+        (b'{"text": "a"} trailing', 422),
+        (b'{"text": ["a\\u0000b", "\\u65e5\\u672c\\u8a9e"]}', 200),
+    ],
+)
+async def test_hostile_bodies_never_get_a_500(
+    running_app: RunningAppFactory, make_settings: Callable[..., Settings], raw: bytes, status: int
+) -> None:
+    async with running_app(make_settings()) as ra:
+        response = await ra.client.post("/predict", content=raw, headers={"content-type": "application/json"})
+        assert response.status_code == status, response.text
