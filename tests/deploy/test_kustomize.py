@@ -26,11 +26,15 @@ OVERLAYS = ["dev", "prod"]
 # The Kubernetes versions the manifests must be valid for: the oldest we document and the newest known.
 K8S_VERSIONS = ["1.30.0", kubernetes_validate.utils.latest_version()]
 
-# What kopf needs for cluster-scoped peering (kopf/_core/engines/peering.py: watch the peering object, patch
-# it with keep-alives and to remove dead peers). Only the prod overlay runs with peering.
-PEERING_PERMISSIONS = frozenset(
-    ("kopf.dev", "clusterkopfpeerings", verb) for verb in ("list", "watch", "patch")
-)
+# sentiment_operator.rbac.REQUIRED_PERMISSIONS covers every way the operator can run; the shipped Deployment
+# runs one of them, and its ClusterRole grants exactly what that mode uses:
+# - kopf lists/watches namespaces only when it serves namespace patterns (kopf/_core/reactor/observation.py:
+#   the namespace list/watch run only if not clusterwide); with --all-namespaces it never asks (a clusterwide
+#   run against the emulated API server makes no namespace request).
+NAMESPACE_SCANNING = frozenset({("", "namespaces", "list"), ("", "namespaces", "watch")})
+# - cluster-wide peering (--peering, --all-namespaces) uses ClusterKopfPeering only: it watches the peering
+#   object (list+watch) and patches it (keep-alives, removal of dead peers); kopf/_core/engines/peering.py.
+CLUSTER_PEERING = frozenset(("kopf.dev", "clusterkopfpeerings", verb) for verb in ("list", "watch", "patch"))
 
 Triple = tuple[str, str, str]
 
@@ -167,10 +171,15 @@ def test_namespaced_objects_live_in_the_operator_namespace(
 
 def test_rbac_is_exactly_what_the_operator_uses(overlay: tuple[str, list[dict[str, Any]]]) -> None:
     name, objects = overlay
-    from sentiment_operator.rbac import REQUIRED_PERMISSIONS
+    from sentiment_operator.rbac import PEERING_PERMISSIONS, REQUIRED_PERMISSIONS
 
-    required = {(g, r, v) for g, r, v in REQUIRED_PERMISSIONS} - PEERING_PERMISSIONS
-    expected = required | PEERING_PERMISSIONS if name == "prod" else required
+    assert CLUSTER_PEERING <= PEERING_PERMISSIONS
+    args = parse_operator_args(operator_argv(operator_container(objects)))
+    expected = set(REQUIRED_PERMISSIONS)
+    if args.all_namespaces:
+        expected -= NAMESPACE_SCANNING
+    if args.peering:
+        expected |= CLUSTER_PEERING
     granted = rbac_triples(objects)
     assert not granted - expected, f"{name}: granted but never used: {sorted(granted - expected)}"
     assert not expected - granted, f"{name}: used but not granted: {sorted(expected - granted)}"
