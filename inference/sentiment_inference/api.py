@@ -185,8 +185,8 @@ async def predict_texts(state: ServerState, texts: list[str], request: Request |
     return [found[t] for t in texts]
 
 
-def _require_ready(state: ServerState) -> None:
-    if not state.ready:
+def _require_model(state: ServerState) -> None:
+    if not state.serving:
         raise NotReady(
             f"not ready: {state.reason}",
             headers={"Retry-After": str(state.settings.retry_after_seconds)},
@@ -213,7 +213,7 @@ def build_router(prefix: str) -> APIRouter:
     router = APIRouter()
 
     async def predict(request: Request, state: StateDep) -> Response:
-        _require_ready(state)
+        _require_model(state)
         _check_content_type(request)
         raw = await read_body(request, state.settings.max_body_bytes)
         texts = parse_texts(raw, state)
@@ -252,7 +252,7 @@ def build_router(prefix: str) -> APIRouter:
         prefix + "/model", summary="The loaded model: id, path, labels, max length, precision, fingerprint"
     )
     async def model(state: StateDep) -> Response:
-        _require_ready(state)
+        _require_model(state)
         info = state.backend.info
         return _json(
             {

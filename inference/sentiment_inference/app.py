@@ -80,6 +80,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             state.load_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await state.load_task
+        state.serving = False
         await state.batcher.stop()
         await state.cache.close()
         log.info("Stopped")

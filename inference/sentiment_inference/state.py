@@ -23,7 +23,8 @@ class ServerState:
     metrics: Metrics
     batcher: Batcher
     cache: Cache
-    ready: bool = False
+    ready: bool = False  # readiness: model usable and not shutting down
+    serving: bool = False  # model loaded and warmed up; stays True while a shutdown drains
     reason: str = "starting"
     load_error: str | None = None
     load_task: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -34,7 +35,10 @@ class ServerState:
         self.metrics.ready.set(1 if ready else 0)
 
     def begin_shutdown(self) -> None:
-        """First step of a graceful stop: readiness fails so load balancers stop sending new requests."""
+        """First step of a graceful stop: readiness fails so load balancers stop sending new requests.
+
+        Predictions keep being served: requests still routed here during endpoint removal must succeed.
+        """
         if self.ready or self.load_error is None:
             log.info("Shutting down: readiness now reports 503, in-flight requests may finish")
         self.set_ready(False, "shutting down")
@@ -50,6 +54,7 @@ class ServerState:
             await self.batcher.run_in_worker(self.backend.warmup)
             info = self.backend.info
             self.metrics.model_info.labels(info.model_id, info.precision, info.fingerprint).set(1)
+            self.serving = True
             if self.reason == "shutting down":
                 return
             self.set_ready(True, "ready")

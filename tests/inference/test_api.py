@@ -276,6 +276,8 @@ async def test_shutdown_turns_readiness_off(
         response = await ra.client.get("/ready")
         assert response.status_code == 503
         assert response.json()["reason"] == "shutting down"
+        assert await ra.metric("sentiment_ready") == 0
+        assert (await ra.client.post("/predict", json={"text": "in flight"})).status_code == 200
 
 
 async def test_metrics_cover_requests_latency_cache_batches_queue_and_model(
