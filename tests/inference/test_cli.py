@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +15,6 @@ import pytest
 from sentiment_inference import devmodel, wait_redis
 from sentiment_inference.backend import TransformersBackend
 from sentiment_inference.settings import Settings, env_var_names
-
-BIN = Path(sys.executable).parent
 
 
 def _free_port() -> int:
@@ -30,64 +26,10 @@ def _free_port() -> int:
         return port
 
 
-@pytest.fixture
-def serve(
-    tiny_model_dir: Path, redis_server: Any, tmp_path: Path
-) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SENTIMENT_")}
-    env.update(
-        SENTIMENT_REDIS_URL=redis_server.url,
-        SENTIMENT_SHUTDOWN_DELAY_SECONDS="1.5",
-        SENTIMENT_TORCH_THREADS="1",
-    )
-    log = (tmp_path / "serve.log").open("wb")
-    process = subprocess.Popen(
-        [
-            str(BIN / "sentiment-serve"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--model-path",
-            str(tiny_model_dir),
-            "--prefix",
-            "/project",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        yield process, base
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
-        log.close()
-        print((tmp_path / "serve.log").read_text()[-3000:])
-
-
-def _wait_ready(base: str, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "sentiment-serve exited early"
-        try:
-            if httpx.get(f"{base}/project/ready", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("sentiment-serve did not become ready")
-
-
-def test_sentiment_serve_over_real_http_and_graceful_sigterm(
-    serve: tuple[subprocess.Popen[bytes], str],
-) -> None:
-    process, base = serve
-    _wait_ready(base, process)
-    with httpx.Client(base_url=base, timeout=10) as client:
+def test_sentiment_serve_over_real_http_and_graceful_sigterm(serve_process: Any, redis_server: Any) -> None:
+    env = {"SENTIMENT_REDIS_URL": redis_server.url, "SENTIMENT_SHUTDOWN_DELAY_SECONDS": "1.5"}
+    server = serve_process(prefix="/project", env=env)
+    with httpx.Client(base_url=server.base_url, timeout=10) as client:
         assert client.get("/project/health").json() == {"status": "healthy"}
         body = {"text": ["I love this!", "This is awful."]}
         first = client.post("/project/predict", json=body)
@@ -97,21 +39,20 @@ def test_sentiment_serve_over_real_http_and_graceful_sigterm(
         metrics = client.get("/metrics").text
         assert 'sentiment_cache_hits_total{backend="redis"} 2.0' in metrics
         assert "server" not in client.get("/project/health").headers
-        assert (
-            client.post(
-                "/project/predict", content=b"{", headers={"content-type": "application/json"}
-            ).status_code
-            == 422
+        malformed = client.post(
+            "/project/predict", content=b"{", headers={"content-type": "application/json"}
         )
+        assert malformed.status_code == 422
 
-        process.send_signal(signal.SIGTERM)
+        server.process.send_signal(signal.SIGTERM)
         time.sleep(0.3)
         ready = client.get("/project/ready")  # not ready during the shutdown delay ...
         assert ready.status_code == 503
         assert ready.json()["reason"] == "shutting down"
         late = client.post("/project/predict", json={"text": "routed here before endpoint removal"})
         assert late.status_code == 200  # ... but still answering requests that arrive meanwhile
-    assert process.wait(timeout=30) == 0
+    assert server.process.wait(timeout=30) == 0
+    assert "Received signal" in server.log()
 
 
 def test_python_m_entry_point_help() -> None:
