@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,7 +156,9 @@ def write_sized_model(
         label2id={"NEGATIVE": 0, "POSITIVE": 1},
     )
     out.mkdir(parents=True, exist_ok=True)
-    DistilBertForSequenceClassification(config).eval().save_pretrained(out)
+    model = DistilBertForSequenceClassification(config)
+    model.train(False)
+    model.save_pretrained(out)
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
         if (tokenizer_from / name).is_file():
             shutil.copy(tokenizer_from / name, out / name)
@@ -247,7 +249,7 @@ async def closed_loop(
 
 
 async def open_loop(
-    rate: float, n_requests: int, send: Callable[[int], Awaitable[Outcome]], *, time_limit: float
+    rate: float, n_requests: int, send: Callable[[int], Coroutine[Any, Any, Outcome]], *, time_limit: float
 ) -> list[Outcome]:
     """Start request i at t0 + i/rate whatever happened to the others (offered load), then await them all."""
     t0 = time.monotonic()

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import httpx
 from reliability_support import (
@@ -47,6 +48,7 @@ async def test_overload_sheds_fast_and_loses_nothing(
     server = serve(
         medium_model_dir,
         SENTIMENT_MAX_QUEUE=str(MAX_QUEUE),
+        SENTIMENT_MAX_TEXTS_PER_REQUEST=str(MAX_QUEUE),  # the server insists a full request fits the queue
         SENTIMENT_MAX_BATCH_SIZE="16",
         SENTIMENT_LOCAL_CACHE_SIZE="0",
         SENTIMENT_RETRY_AFTER_SECONDS="1",
@@ -55,7 +57,7 @@ async def test_overload_sheds_fast_and_loses_nothing(
     limits = httpx.Limits(max_connections=400, max_keepalive_connections=400)
     async with httpx.AsyncClient(base_url=server.base_url, timeout=60, limits=limits) as client:
 
-        def sender(tag: str) -> Callable[[int], Awaitable[Outcome]]:
+        def sender(tag: str) -> Callable[[int], Coroutine[Any, Any, Outcome]]:
             async def send(i: int) -> Outcome:
                 return await timed_post(client, "/predict", {"text": long_texts(tag, i)})
 
