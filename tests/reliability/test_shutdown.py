@@ -11,6 +11,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 from reliability_support import (
@@ -26,6 +27,7 @@ from reliability_support import (
 
 SHUTDOWN_DELAY = 0.5
 GRACE = 20.0
+HEAVY_TEXTS = 14  # per request; 16 requests
 _WORDS = ("plot", "acting", "great", "dull", "score", "story", "moving", "weak", "scene", "ending")
 
 
@@ -38,9 +40,10 @@ class Probe:
 
 
 def heavy_texts(i: int) -> list[str]:
-    """16 unique ~300-word texts: together the in-flight requests keep the model busy for a few seconds."""
+    """HEAVY_TEXTS unique ~60-word texts: the in-flight requests keep the medium model busy for seconds."""
     return [
-        f"heavy {i}.{k} " + " ".join(_WORDS[(i + j * (k + 1)) % 10] for j in range(300)) for k in range(16)
+        f"heavy {i}.{k} " + " ".join(_WORDS[(i + j * (k + 1)) % 10] for j in range(60))
+        for k in range(HEAVY_TEXTS)
     ]
 
 
@@ -61,8 +64,11 @@ async def poll_readiness(base_url: str, probes: list[Probe], time_limit: float) 
             await asyncio.sleep(0.025)
 
 
-async def test_sigterm_under_load(serve: Callable[..., ServerProcess]) -> None:
+async def test_sigterm_under_load(serve: Callable[..., ServerProcess], medium_model_dir: Path) -> None:
+    # The medium model keeps the in-flight work (224 texts, 2-10 s) going well past the shutdown delay, so the
+    # graceful drain after the listener closes is exercised, not only the delay.
     server = serve(
+        medium_model_dir,
         SENTIMENT_SHUTDOWN_DELAY_SECONDS=str(SHUTDOWN_DELAY),
         SENTIMENT_GRACEFUL_SHUTDOWN_SECONDS=str(GRACE),
         SENTIMENT_LOCAL_CACHE_SIZE="0",
@@ -87,7 +93,7 @@ async def test_sigterm_under_load(serve: Callable[..., ServerProcess]) -> None:
         )
         heavy = [
             asyncio.create_task(timed_post(client, "/predict", {"text": heavy_texts(i)}, keep_body=True))
-            for i in range(12)
+            for i in range(16)
         ]
         queued = await eventually(lambda: _queue_at_least(client, 32), time_limit=20, interval=0.05)
         assert queued is not None, "the heavy requests never reached the model queue"
@@ -111,7 +117,7 @@ async def test_sigterm_under_load(serve: Callable[..., ServerProcess]) -> None:
     # Every request the server accepted finished with a full answer; nobody saw a reset or refused connection.
     errors = [o for o in heavy_out + steady_out if o.status != 200]
     assert not errors, f"{len(errors)} requests failed, e.g. {errors[:3]}"
-    assert all(len(o.body["predictions"]) == 16 for o in heavy_out)
+    assert all(len(o.body["predictions"]) == HEAVY_TEXTS for o in heavy_out)
     assert in_flight, "no request was in flight at SIGTERM"
     # Readiness failed first: right after the signal, before the listener closed and before the work was done.
     assert first_503 is not None, f"readiness never reported 503 after SIGTERM: {probes[-5:]}"
@@ -120,11 +126,12 @@ async def test_sigterm_under_load(serve: Callable[..., ServerProcess]) -> None:
     assert first_gone is None or first_gone.at > first_503.at
     assert all(p.status == 503 for p in after_503), "readiness flipped back after SIGTERM"
     assert first_503.at < max(o.ended for o in in_flight)
+    assert done_after_close, "no in-flight request outlived the listener: the drain was not exercised"
     assert "Shutting down" in server.log()
 
     report(
         "case 5: SIGTERM under load",
-        f"SIGTERM with {len(in_flight)} heavy requests (16 x 300-word texts each) in flight and 2 "
+        f"SIGTERM with {len(in_flight)} heavy requests (14 x 60-word texts, medium model) in flight and 2 "
         f"closed-loop clients; SENTIMENT_SHUTDOWN_DELAY_SECONDS={SHUTDOWN_DELAY}, "
         f"SENTIMENT_GRACEFUL_SHUTDOWN_SECONDS={GRACE}",
         f"/ready 503 'shutting down' {(first_503.at - sigterm_at) * 1000:.0f}ms after the signal, "
