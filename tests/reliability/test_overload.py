@@ -6,6 +6,7 @@ answer (client count == server count), and latency must return to normal once th
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable, Coroutine
@@ -85,6 +86,17 @@ async def test_overload_sheds_fast_and_loses_nothing(
         server_503 = metric_value_for(text, "503")
         overloaded_total = await metric(client, "sentiment_overloaded_total")
 
+        # Impatient clients that hang up after 50 ms must not leak queue capacity: once they are gone the
+        # queue drains and two full requests (the whole queue) are accepted again.
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=0.05) as impatient:
+            gave_up = await asyncio.gather(
+                *(timed_post(impatient, "/predict", {"text": long_texts("gone", i)}) for i in range(12))
+            )
+        drained_again = await eventually(lambda: _depth_zero(client), time_limit=30, interval=0.1)
+        full = await asyncio.gather(*(sender("full")(i) for i in range(MAX_QUEUE // TEXTS_PER_REQUEST)))
+        dropped = await metric(client, "sentiment_dropped_texts_total")
+        closed = await metric(client, "sentiment_requests_total", {"route": "/predict", "status": "499"})
+
     ok = [o for o in overload if o.status == 200]
     rejected = [o for o in overload if o.status in (429, 503)]
     other = [o for o in overload if o.status not in (200, 429, 503)]
@@ -113,6 +125,11 @@ async def test_overload_sheds_fast_and_loses_nothing(
         f"latency not back: {after_p50 * 1000:.1f}ms vs {idle_p50 * 1000:.1f}ms"
     )
 
+    timed_out = [o for o in gave_up if o.status is None]
+    assert timed_out, "no client hung up: the impatient phase tested nothing"
+    assert drained_again is not None, "queue did not drain after the clients hung up"
+    assert all(o.status == 200 for o in full), f"capacity leaked after hang-ups: {full}"
+
     report(
         "case 4: overload at 3x capacity",
         f"SENTIMENT_MAX_QUEUE={MAX_QUEUE} texts, {TEXTS_PER_REQUEST} unique ~60-word texts per request, "
@@ -121,7 +138,9 @@ async def test_overload_sheds_fast_and_loses_nothing(
         f"{n_requests} requests at {rate:.1f} req/s",
         f"sent {n_requests} = {len(ok)} x 200 + {len(rejected)} x 429/503 (all with Retry-After), 0 lost, "
         f"server counted the same; 200s: {summarize(ok)}; rejections: {summarize(rejected)}; "
-        f"idle before {summarize(idle)}; after the load {summarize(after)}",
+        f"idle before {summarize(idle)}; after the load {summarize(after)}; then 12 clients hung up after "
+        f"50 ms ({len(timed_out)} timed out): server dropped {dropped:.0f} queued texts, counted "
+        f"{closed:.0f} x 499, queue drained and a full queue's worth of requests was accepted again",
     )
 
 
