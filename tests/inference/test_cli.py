@@ -68,8 +68,10 @@ def test_invalid_env_setting_exits_with_a_clear_message(monkeypatch: pytest.Monk
     from sentiment_inference.cli import main
 
     monkeypatch.setenv("SENTIMENT_QUANTIZATION", "int4")
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     assert main(["--port", "1"]) == 2
     assert "quantization" in capsys.readouterr().err
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"  # set before torch is imported
 
 
 def test_settings_env_names_match_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
