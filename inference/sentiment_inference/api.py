@@ -55,7 +55,8 @@ class PredictResponse(BaseModel):
     predictions: list[list[LabelScore]]
 
 
-def get_state(request: Request) -> ServerState:
+async def get_state(request: Request) -> ServerState:
+    # async on purpose: FastAPI runs sync dependencies in its thread pool (a thread hop per request).
     state: ServerState = request.app.state.sentiment
     return state
 
