@@ -71,6 +71,7 @@ def batch_limits(settings: Settings) -> BatchLimits:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     state: ServerState = app.state.sentiment
     state.batcher.start()
+    state.set_ready(False, f"loading model from {state.settings.model_path}")
     state.load_task = asyncio.create_task(state.load_model(), name="sentiment-load-model")
     try:
         yield
