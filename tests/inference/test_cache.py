@@ -199,3 +199,20 @@ async def test_password_from_settings_overrides_the_url(
         assert await ra.metric("sentiment_cache_hits_total", {"backend": "redis"}) == 1
         assert await ra.metric("sentiment_cache_errors_total", {"backend": "redis", "operation": "get"}) == 0
         assert "s3cret-pw" not in repr(settings)
+
+
+async def test_connections_dropped_while_idle_reconnect_without_a_miss(
+    running_app: RunningAppFactory, make_settings: Callable[..., Settings], redis_server: Any
+) -> None:
+    """The seed deployment answered 500 after idle periods; here a dropped pooled connection is re-dialed."""
+    settings = make_settings(redis_url=redis_server.url)
+    sync = redis_server.client()
+    async with running_app(settings, backend=FakeBackend()) as ra:
+        await ra.client.post("/predict", json={"text": "idle"})
+        killed = sync.client_kill_filter(_type="normal", skipme=True)
+        assert killed >= 1  # the app's pooled connection(s) are gone, as after an idle timeout
+        response = await ra.client.post("/predict", json={"text": "idle"})
+        assert response.status_code == 200
+        assert await ra.metric("sentiment_cache_hits_total", {"backend": "redis"}) == 1
+        assert await ra.metric("sentiment_cache_errors_total", {"backend": "redis", "operation": "get"}) == 0
+    sync.close()
