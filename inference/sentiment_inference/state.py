@@ -39,7 +39,7 @@ class ServerState:
 
         Predictions keep being served: requests still routed here during endpoint removal must succeed.
         """
-        if self.ready or self.load_error is None:
+        if self.reason != "shutting down":  # called on the signal and again by the lifespan exit
             log.info("Shutting down: readiness now reports 503, in-flight requests may finish")
         self.set_ready(False, "shutting down")
 
