@@ -12,7 +12,6 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -143,10 +142,6 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         return error_response(from_validation_errors(list(exc.errors()), skip_prefix=("body",)))
 
-    async def pydantic_validation(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, ValidationError)
-        return error_response(from_validation_errors(list(exc.errors())))
-
     async def http_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         body = {"error": "http_error", "detail": exc.detail}
@@ -163,6 +158,5 @@ def install_error_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(RequestValidationError, request_validation)
-    app.add_exception_handler(ValidationError, pydantic_validation)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(Exception, unexpected)
