@@ -57,6 +57,8 @@ class OperatorConfig:
     watch_server_timeout: float = 290.0  # re-list at least every ~5 minutes
     request_timeout: float = 60.0
     reporting_instance: str = field(default_factory=socket.gethostname)
+    # Last word on kopf's settings (e.g. tests shorten kopf's worker exit timeouts).
+    settings_hook: Callable[[kopf.OperatorSettings], None] | None = None
 
 
 def retry_delay(config: OperatorConfig, retry: int) -> float:
@@ -162,6 +164,8 @@ def configure_settings(settings: kopf.OperatorSettings, config: OperatorConfig) 
     settings.watching.reconnect_backoff = 1.0
     settings.networking.request_timeout = config.request_timeout
     settings.networking.connect_timeout = 30
+    if config.settings_hook is not None:
+        config.settings_hook(settings)
 
 
 def _runtime(memo: Any) -> Runtime:

@@ -16,6 +16,7 @@ import contextlib
 import copy
 import datetime
 import itertools
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -271,6 +272,13 @@ def _merge(base: Any, patch: Any) -> Any:
     return out
 
 
+def _fast_exit(settings: kopf.OperatorSettings) -> None:
+    """Tests stop the operator often: don't keep idle per-object workers around for seconds."""
+    settings.queueing.idle_timeout = 0.5
+    settings.queueing.exit_timeout = 0.5
+    settings.background.instant_exit_timeout = 0.1
+
+
 # --- the harness used by the tests ----------------------------------------------------------------------
 
 NAMESPACE = "default"
@@ -294,20 +302,52 @@ async def eventually(
 
 @dataclass
 class OperatorHandle:
-    task: asyncio.Task[None]
-    stop_flag: asyncio.Event
-    ready_flag: asyncio.Event
+    """The real operator running in its own thread and event loop, as in a separate process.
+
+    Own loop: kopf treats every task of its loop that it did not start as "hung" at exit (it would wait for
+    and cancel the test's own tasks); and the API server must keep serving while the operator blocks.
+    """
+
+    def __init__(self, registry: kopf.OperatorRegistry) -> None:
+        self.stop_flag = threading.Event()
+        self.ready_flag = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._task: asyncio.Task[None] | None = None
+        self._registry = registry
+        self._thread = threading.Thread(target=self._main, name="operator", daemon=True)
+        self._thread.start()
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        coro = kopf.operator(
+            registry=self._registry,
+            clusterwide=True,
+            standalone=True,
+            stop_flag=self.stop_flag,
+            ready_flag=self.ready_flag,
+        )
+        self._task = self._loop.create_task(coro)
+        with contextlib.suppress(asyncio.CancelledError):
+            self._loop.run_until_complete(self._task)
+        self._loop.run_until_complete(self._loop.shutdown_asyncgens())
+        self._loop.close()
+
+    async def wait_ready(self) -> None:
+        if not await asyncio.to_thread(self.ready_flag.wait, 15):
+            raise AssertionError("the operator did not become ready within 15s")
 
     async def stop(self, *, crash: bool = False) -> None:
-        """Stop gracefully, or (``crash``) cancel it as abruptly as a killed process."""
-        if self.task.done():
+        """Stop gracefully, or (``crash``) cancel everything at once, like a killed process."""
+        if not self._thread.is_alive():
             return
-        if crash:
-            self.task.cancel()
+        if crash and self._task is not None:
+            self._loop.call_soon_threadsafe(self._task.cancel)
         else:
             self.stop_flag.set()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await asyncio.wait_for(self.task, timeout=15)
+        await asyncio.to_thread(self._thread.join, 20)
+        # kopf waits for a threading.Event stop-flag in an executor thread: release it after a crash too.
+        self.stop_flag.set()
+        assert not self._thread.is_alive(), "the operator did not stop within 20s"
 
 
 @dataclass
@@ -440,23 +480,14 @@ class Cluster:
             "watch_server_timeout": 60.0,
             "request_timeout": 10.0,
             "reporting_instance": "test",
+            "settings_hook": _fast_exit,
         }
         options.update(overrides)
         registry = kopf.OperatorRegistry()
         register(registry, OperatorConfig(**options))
-        stop_flag, ready_flag = asyncio.Event(), asyncio.Event()
-        task = asyncio.create_task(
-            kopf.operator(
-                registry=registry,
-                clusterwide=True,
-                standalone=True,
-                stop_flag=stop_flag,
-                ready_flag=ready_flag,
-            )
-        )
-        handle = OperatorHandle(task=task, stop_flag=stop_flag, ready_flag=ready_flag)
+        handle = OperatorHandle(registry)
         self.operators.append(handle)
-        await asyncio.wait_for(ready_flag.wait(), timeout=15)
+        await handle.wait_ready()
         return handle
 
 
