@@ -214,7 +214,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig | None = No
 
     for group, version, plural in WATCHED_CHILDREN:
 
-        @kopf.on.event(group, version, plural, when=_owned, registry=registry)
+        @kopf.on.event(group, version, plural, id=f"owner-of-{plural}", when=_owned, registry=registry)
         async def child_changed(labels: kopf.Labels, namespace: str | None, memo: Any, **_: Any) -> None:
             owner = labels.get(INSTANCE_LABEL)
             if namespace and owner:
