@@ -141,6 +141,20 @@ async def test_5xx_and_timeouts_are_retried_with_backoff_and_converge_once(
     assert_no_secret_leak(cluster, NAME, all_logs)
 
 
+async def test_forbidden_is_reported_and_the_resync_timer_recovers(cluster: Cluster) -> None:
+    """A 403 (e.g. RBAC not granted yet) is not retried by kopf; a Warning says why; the timer converges."""
+    await cluster.start_operator(timer_interval=1.0, timer_initial_delay=1.0)
+    denied = cluster.api.inject(
+        Fault(matcher(method="POST", plural="deployments", name=NAME), times=1, status=403)
+    )
+    await cluster.create_model(NAME, SPEC)
+    await eventually(lambda: cluster.events(reason="ReconcileFailed", type="Warning"), what="ReconcileFailed")
+    await eventually(lambda: _all_children(cluster), within=30, what="every child after the timer's resync")
+    assert len(denied.hits) == 1
+    assert "403" in cluster.events(reason="ReconcileFailed")[0]["message"]
+    assert _created_once(cluster, "apps/v1/deployments", NAME)
+
+
 # --- case 10 --------------------------------------------------------------------------------------
 
 

@@ -198,7 +198,9 @@ async def test_status_follows_deployment_readiness(
     assert (cluster.condition(NAME, "CacheReady") or {})["status"] == "True"
     await eventually(lambda: cluster.events(reason="Ready", type="Normal"), what="a Normal Ready Event")
 
-    # Readiness drops: Ready flips to False with a new lastTransitionTime, and says why.
+    # Readiness drops: Ready flips to False and says why; conditions that did not flip keep their time.
+    cache_before = cluster.condition(NAME, "CacheReady")
+    assert cache_before is not None
     await cluster.set_deployment_status(NAME, ready=0, replicas=2)
     not_ready = await eventually(
         lambda: (c := cluster.condition(NAME, "Ready")) and c["status"] == "False" and c, what="Ready=False"
@@ -206,6 +208,12 @@ async def test_status_follows_deployment_readiness(
     assert not_ready["reason"] == "DeploymentUnavailable"
     assert "0/2" in not_ready["message"]
     assert not_ready["lastTransitionTime"] >= ready["lastTransitionTime"]
+    assert (cluster.condition(NAME, "CacheReady") or {})["lastTransitionTime"] == cache_before[
+        "lastTransitionTime"
+    ]
+    await eventually(
+        lambda: cluster.events(reason="DeploymentUnavailable", type="Warning"), what="Warning Event"
+    )
     assert (cluster.model(NAME) or {})["status"]["readyReplicas"] == 0
     assert_no_secret_leak(cluster, NAME, all_logs)
 
