@@ -50,6 +50,10 @@ test: $(STAMP) ## Run the whole test suite (real redis-server, kmock API server,
 demo: $(STAMP) ## Offline demo: render the examples, serve a locally generated model, send the seeds' request
 	bash examples/demo.sh
 
+.PHONY: bench
+bench: $(STAMP) ## Benchmark our server against the seed design on this machine (k6, real Redis); prints JSON
+	$(PY) -m bench.run --precision both --out .cache/bench.json $(BENCH_ARGS)
+
 .PHONY: golden
 golden: $(STAMP) ## Regenerate the golden manifests in tests/operator/golden/ from examples/
 	UPDATE_GOLDEN=1 $(PY) -m pytest -q tests/operator/test_golden.py
@@ -57,6 +61,10 @@ golden: $(STAMP) ## Regenerate the golden manifests in tests/operator/golden/ fr
 .PHONY: crd
 crd: $(STAMP) ## Regenerate crds/sentimentmodel.yaml from the pydantic spec
 	$(PY) -m sentiment_operator.crd > crds/sentimentmodel.yaml
+
+.PHONY: docs
+docs: $(STAMP) ## Regenerate README.md's reference tables (env vars, spec fields, metrics) from the code
+	$(PY) tests/readme_sync.py
 
 .PHONY: clean
 clean: ## Remove the venv and caches
