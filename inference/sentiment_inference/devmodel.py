@@ -9,6 +9,7 @@ the save_pretrained layout that the server's production loader reads, plus a MOD
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.resources
 import inspect
 import logging
@@ -149,6 +150,14 @@ _TEMPLATES = (
     "i {verb} the {noun}, it was {adj}",
     "absolutely {adj}. i {verb} it",
     "such a {adj} {noun}",
+    "i {verb} you!",
+    "i {verb} it",
+    "we {verb} them.",
+    "you are {adj}!",
+    "this is {adj}",
+    "it was {adj}",
+    "{adj}!",
+    "they {verb} the {noun}",
 )
 
 
@@ -164,15 +173,26 @@ def vocab_path() -> Path:
     return Path(str(resource))
 
 
+@functools.cache
+def _filler_words() -> tuple[str, ...]:
+    """Plain lower-case whole words of the vocabulary that carry no sentiment in the word lists."""
+    known = set(_POSITIVE + _NEGATIVE + _POSITIVE_VERBS + _NEGATIVE_VERBS)
+    words = vocab_path().read_text(encoding="utf-8").splitlines()[2000:]
+    return tuple(w for w in words if w.isalpha() and w.isascii() and len(w) > 2 and w not in known)
+
+
 def synthetic_dataset(n: int, seed: int) -> list[tuple[str, int]]:
     """``n`` template sentences, alternately negative (0) and positive (1), deterministic for ``seed``."""
     rng = random.Random(seed)
+    fillers = _filler_words()
     out: list[tuple[str, int]] = []
     for i in range(n):
         label = i % 2
         adjs, verbs = (_POSITIVE, _POSITIVE_VERBS) if label else (_NEGATIVE, _NEGATIVE_VERBS)
         template = rng.choice(_TEMPLATES)
-        text = template.format(noun=rng.choice(_NOUNS), adj=rng.choice(adjs), verb=rng.choice(verbs))
+        # Half the nouns are arbitrary vocabulary words, so the model learns to ignore the topic.
+        noun = rng.choice(_NOUNS) if rng.random() < 0.5 else rng.choice(fillers)
+        text = template.format(noun=noun, adj=rng.choice(adjs), verb=rng.choice(verbs))
         out.append((text, label))
     rng.shuffle(out)
     return out
