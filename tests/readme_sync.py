@@ -42,9 +42,7 @@ def metrics_table() -> str:
     metrics = Metrics()
     for family in metrics.registry.collect():
         suffix = "_total" if family.type == "counter" else ""
-        collector = next(
-            c for c in vars(metrics).values() if getattr(c, "_name", None) == family.name
-        )
+        collector = next(c for c in vars(metrics).values() if getattr(c, "_name", None) == family.name)
         labels = ", ".join(f"`{label}`" for label in getattr(collector, "_labelnames", ()))
         rows.append(f"| `{family.name}{suffix}` | {family.type} | {labels} | {_cell(family.documentation)} |")
     return "\n".join(rows)
@@ -69,7 +67,8 @@ def sync(text: str) -> str:
         pattern = _pattern(name)
         if not pattern.search(text):
             raise SystemExit(f"README.md has no <!-- BEGIN GENERATED: {name} --> block")
-        text = pattern.sub(lambda m, body=make(): f"{m.group(1)}{body}\n{m.group(3)}", text)
+        body = make()
+        text = pattern.sub(lambda m: f"{m.group(1)}{body}\n{m.group(3)}", text)
     return text
 
 

@@ -7,8 +7,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 import readme_sync
+import yaml
 from sentiment_operator import status
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,7 +23,17 @@ def test_generated_block_is_current(block: str) -> None:
 
 
 def test_every_endpoint_is_documented() -> None:
-    for route in ("/predict", "/bulk-predict", "/health", "/ready", "/model", "/metrics", "/docs", "/openapi.json"):
+    routes = (
+        "/predict",
+        "/bulk-predict",
+        "/health",
+        "/ready",
+        "/model",
+        "/metrics",
+        "/docs",
+        "/openapi.json",
+    )
+    for route in routes:
         assert f"{route}`" in README, route
 
 
@@ -41,8 +51,10 @@ def test_every_status_field_and_condition_is_documented() -> None:
 
 
 def test_the_two_setup_commands_are_the_ones_ci_runs() -> None:
-    assert "make demo" in README and "make test" in README
+    assert "make demo" in README
+    assert "make test" in README
     assert "make test" in (ROOT / ".ci" / "run").read_text()
-    targets = subprocess.run(["make", "-s", "help"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    help_run = subprocess.run(["make", "-s", "help"], cwd=ROOT, capture_output=True, text=True, check=True)
+    targets = help_run.stdout
     for target in ("install", "lint", "test", "demo", "bench", "docs"):
         assert target in targets, target
