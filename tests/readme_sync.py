@@ -67,8 +67,8 @@ def sync(text: str) -> str:
         pattern = _pattern(name)
         if not pattern.search(text):
             raise SystemExit(f"README.md has no <!-- BEGIN GENERATED: {name} --> block")
-        body = make()
-        text = pattern.sub(lambda m: f"{m.group(1)}{body}\n{m.group(3)}", text)
+        start, end = pattern.search(text).span(2)  # type: ignore[union-attr]
+        text = f"{text[:start]}{make()}\n{text[end:]}"
     return text
 
 

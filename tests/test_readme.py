@@ -35,6 +35,7 @@ def test_every_endpoint_is_documented() -> None:
     )
     for route in routes:
         assert f"{route}`" in README, route
+    assert "/openapi.json`" in README
 
 
 def test_every_status_field_and_condition_is_documented() -> None:
