@@ -3,7 +3,8 @@
 Conditions follow the Kubernetes API conventions: a list keyed by ``type``, CamelCase ``reason``, a human
 ``message``, ``observedGeneration``, and a ``lastTransitionTime`` that changes only when ``status`` flips.
 ``Ready`` is the summary; ``Available`` (inference Deployment), ``CacheReady``, ``Autoscaling`` and
-``Routing`` explain it.
+``Routing`` explain it. A condition is False only when something is wrong or not there yet: a feature that is
+turned off is True with reason ``Disabled``.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def _condition(ctype: str, ok: bool, reason: str, message: str, generation: int 
 def available_condition(deployment: Mapping[str, Any] | None, name: str, generation: int | None) -> JSONObj:
     if deployment is None:
         return _condition(
-            AVAILABLE, False, "DeploymentMissing", f"Deployment {name} does not exist yet", generation
+            AVAILABLE, False, "DeploymentNotFound", f"Deployment {name} does not exist yet", generation
         )
     replicas = deployment_replicas(deployment, default_desired=1)
     if replicas.desired == 0:
@@ -105,7 +106,7 @@ def available_condition(deployment: Mapping[str, Any] | None, name: str, generat
     return _condition(
         AVAILABLE,
         False,
-        "DeploymentUnavailable",
+        "MinimumReplicasUnavailable",
         f"{replicas.ready}/{replicas.desired} replicas ready; waiting for the model server to become ready",
         generation,
     )
@@ -117,7 +118,7 @@ def cache_condition(
     mode = spec.cache.mode
     if mode == "disabled":
         return _condition(
-            CACHE_READY, False, "Disabled", "cache disabled; only the in-process LRU is used", generation
+            CACHE_READY, True, "Disabled", "cache disabled; only the in-process LRU is used", generation
         )
     if mode == "external":
         assert spec.cache.external is not None
@@ -137,7 +138,7 @@ def cache_condition(
     return _condition(
         CACHE_READY,
         False,
-        "RedisUnavailable",
+        "RedisNotAvailable",
         f"Deployment {name}-redis has no available replica yet",
         generation,
     )
@@ -150,7 +151,7 @@ def autoscaling_condition(
     if not auto.enabled:
         return _condition(
             AUTOSCALING,
-            False,
+            True,
             "Disabled",
             f"autoscaling disabled; {spec.replicas} fixed replicas",
             generation,
@@ -159,7 +160,7 @@ def autoscaling_condition(
         return _condition(
             AUTOSCALING,
             False,
-            "HorizontalPodAutoscalerMissing",
+            "HPANotFound",
             f"HorizontalPodAutoscaler {name} not found",
             generation,
         )
@@ -173,7 +174,7 @@ def routing_condition(
     spec: SentimentModelSpec, observed: Observed, name: str, generation: int | None
 ) -> JSONObj:
     if not spec.routing.enabled:
-        return _condition(ROUTING, False, "Disabled", "routing disabled; no VirtualService", generation)
+        return _condition(ROUTING, True, "Disabled", "routing disabled; no VirtualService", generation)
     if observed.routing == "istio-missing":
         return _condition(
             ROUTING,
@@ -198,7 +199,11 @@ def ready_condition(
     by_type = {str(c["type"]): c for c in parts}
     available = by_type[AVAILABLE]
     if available["status"] != "True":
-        return _condition(READY, False, str(available["reason"]), str(available["message"]), generation)
+        # Pods on their way up (model loading) are progressing; anything else needs attention.
+        reason = (
+            "Progressing" if available["reason"] == "MinimumReplicasUnavailable" else "DeploymentNotAvailable"
+        )
+        return _condition(READY, False, reason, str(available["message"]), generation)
     cache = by_type[CACHE_READY]
     if spec.cache.mode == "managed" and cache["status"] != "True":
         return _condition(READY, False, "CacheNotReady", str(cache["message"]), generation)

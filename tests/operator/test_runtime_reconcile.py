@@ -174,7 +174,7 @@ async def test_feature_turned_off_removes_its_children(cluster: Cluster, operato
         lambda: (c := cluster.condition(NAME, "Autoscaling")) and c["reason"] == "Disabled" and c,
         what="Autoscaling=Disabled",
     )
-    assert cond["status"] == "False"
+    assert cond["status"] == "True", "a feature that is off is not a problem"
 
 
 async def test_status_follows_deployment_readiness(
@@ -205,15 +205,13 @@ async def test_status_follows_deployment_readiness(
     not_ready = await eventually(
         lambda: (c := cluster.condition(NAME, "Ready")) and c["status"] == "False" and c, what="Ready=False"
     )
-    assert not_ready["reason"] == "DeploymentUnavailable"
+    assert not_ready["reason"] == "Progressing"
     assert "0/2" in not_ready["message"]
     assert not_ready["lastTransitionTime"] >= ready["lastTransitionTime"]
     assert (cluster.condition(NAME, "CacheReady") or {})["lastTransitionTime"] == cache_before[
         "lastTransitionTime"
     ]
-    await eventually(
-        lambda: cluster.events(reason="DeploymentUnavailable", type="Warning"), what="Warning Event"
-    )
+    await eventually(lambda: cluster.events(reason="Progressing", type="Warning"), what="Warning Event")
     assert (cluster.model(NAME) or {})["status"]["readyReplicas"] == 0
     assert_no_secret_leak(cluster, NAME, all_logs)
 

@@ -68,15 +68,16 @@ def test_all_ready() -> None:
         "Autoscaling",
         "Routing",
     ]
-    assert (cond(st, "Autoscaling")["status"], cond(st, "Autoscaling")["reason"]) == ("False", "Disabled")
-    assert (cond(st, "Routing")["status"], cond(st, "Routing")["reason"]) == ("False", "Disabled")
+    # Features that are off are not problems: True, reason Disabled.
+    assert (cond(st, "Autoscaling")["status"], cond(st, "Autoscaling")["reason"]) == ("True", "Disabled")
+    assert (cond(st, "Routing")["status"], cond(st, "Routing")["reason"]) == ("True", "Disabled")
 
 
 def test_missing_deployment_is_not_ready() -> None:
     st = compute({}, status.Observed())
-    assert cond(st, "Available")["reason"] == "DeploymentMissing"
+    assert cond(st, "Available")["reason"] == "DeploymentNotFound"
     ready = cond(st, "Ready")
-    assert (ready["status"], ready["reason"]) == ("False", "DeploymentMissing")
+    assert (ready["status"], ready["reason"]) == ("False", "DeploymentNotAvailable")
     # Autoscaling on, live Deployment missing: desired falls back to minReplicas.
     assert st["replicasSummary"] == "0/1"
 
@@ -86,7 +87,8 @@ def test_unready_deployment_names_the_counts() -> None:
         {"autoscaling": {"enabled": False}, "replicas": 3}, status.Observed(inference=deployment(replicas=3))
     )
     ready = cond(st, "Ready")
-    assert ready["reason"] == "DeploymentUnavailable"
+    assert ready["reason"] == "Progressing"
+    assert cond(st, "Available")["reason"] == "MinimumReplicasUnavailable"
     assert "0/3" in ready["message"]
 
 
@@ -101,8 +103,12 @@ def test_progress_deadline_exceeded_is_surfaced() -> None:
         }
     )
     st = compute({}, status.Observed(inference=dep))
-    assert (cond(st, "Ready")["reason"], cond(st, "Ready")["message"]) == (
+    assert (cond(st, "Available")["reason"], cond(st, "Available")["message"]) == (
         "ProgressDeadlineExceeded",
+        "too slow",
+    )
+    assert (cond(st, "Ready")["reason"], cond(st, "Ready")["message"]) == (
+        "DeploymentNotAvailable",
         "too slow",
     )
 
@@ -135,7 +141,7 @@ def test_managed_cache_not_ready_blocks_ready() -> None:
     assert cond(st, "Available")["status"] == "True"
     assert (cond(st, "CacheReady")["status"], cond(st, "CacheReady")["reason"]) == (
         "False",
-        "RedisUnavailable",
+        "RedisNotAvailable",
     )
     assert (cond(st, "Ready")["status"], cond(st, "Ready")["reason"]) == ("False", "CacheNotReady")
 
@@ -143,7 +149,7 @@ def test_managed_cache_not_ready_blocks_ready() -> None:
 @pytest.mark.parametrize(
     ("cache", "expected"),
     [
-        ({"enabled": False}, ("False", "Disabled")),
+        ({"enabled": False}, ("True", "Disabled")),
         ({"external": {"urlSecretRef": {"name": "r", "key": "url"}}}, ("True", "ExternalRedis")),
     ],
 )
