@@ -327,3 +327,14 @@ async def test_hostile_bodies_never_get_a_500(
     async with running_app(make_settings()) as ra:
         response = await ra.client.post("/predict", content=raw, headers={"content-type": "application/json"})
         assert response.status_code == status, response.text
+
+
+async def test_int8_server_answers_and_reports_its_precision(
+    running_app: RunningAppFactory, make_settings: Callable[..., Settings], trained_model_dir: Any
+) -> None:
+    settings = make_settings(model_path=str(trained_model_dir), quantization="int8")
+    async with running_app(settings) as ra:
+        model = (await ra.client.get("/model")).json()
+        assert model["precision"] == "int8"
+        response = await ra.client.post("/predict", json={"text": ["I love you!", "I hate you!"]})
+        assert [p[0]["label"] for p in response.json()["predictions"]] == ["POSITIVE", "NEGATIVE"]
