@@ -346,6 +346,21 @@ def _check_path_prefix(value: str | None) -> str | None:
 class ServerSpec(_Spec):
     """The inference server's settings (passed as SENTIMENT_* environment variables)."""
 
+    # The server refuses to start when one full request could never fit in its queue.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "(has(self.batching) && has(self.batching.maxQueue) ? self.batching.maxQueue : "
+                    f"{Batching().max_queue}) >= (has(self.limits) && has(self.limits.maxTextsPerRequest) "
+                    f"? self.limits.maxTextsPerRequest : {InputLimits().max_texts_per_request})",
+                    "batching.maxQueue must be at least limits.maxTextsPerRequest",
+                    ".batching.maxQueue",
+                )
+            ]
+        }
+    )
+
     path_prefix: str | None = Field(
         None,
         description='URL prefix of every endpoint, e.g. "/project"; default "/" + metadata.name.',
@@ -365,6 +380,16 @@ class ServerSpec(_Spec):
     @classmethod
     def _prefix(cls, value: str | None) -> str | None:
         return _check_path_prefix(value)
+
+    @model_validator(mode="after")
+    def _queue_holds_a_request(self) -> ServerSpec:
+        if self.batching.max_queue < self.limits.max_texts_per_request:
+            raise SpecFieldError(
+                "batching.maxQueue",
+                f"{self.batching.max_queue} is below limits.maxTextsPerRequest="
+                f"{self.limits.max_texts_per_request}: a full request could never be queued",
+            )
+        return self
 
 
 class SecretKeyRef(_Spec):

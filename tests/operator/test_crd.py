@@ -256,6 +256,16 @@ CEL_CASES = [
     ),
     ({"routing": {"canary": {"weight": 5}}}, "canary requires routing", "spec.routing.canary"),
     (
+        {"server": {"batching": {"maxQueue": 10}}},
+        "maxQueue must be at least",
+        "spec.server.batching.maxQueue",
+    ),
+    (
+        {"server": {"batching": {"maxQueue": 100}, "limits": {"maxTextsPerRequest": 101}}},
+        "maxQueue must be at least",
+        "spec.server.batching.maxQueue",
+    ),
+    (
         {"routing": {"enabled": True, "canary": {"weight": 150}}},
         "weight must be between",
         "spec.routing.canary.weight",

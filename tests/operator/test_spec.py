@@ -168,6 +168,11 @@ BAD_SPECS: list[tuple[dict[str, Any], str, str]] = [
         "maxSequenceLength",
     ),
     ({"server": {"batching": {"maxBatchSize": 0}}}, "spec.server.batching.maxBatchSize", ""),
+    (
+        {"server": {"limits": {"maxTextsPerRequest": 600}}},
+        "spec.server.batching.maxQueue",
+        "a full request could never be queued",
+    ),
     ({"resources": {"requests": {"cpu": "lots"}}}, "spec.resources.requests.cpu", "quantity"),
     (
         {"resources": {"requests": {"cpu": "4"}, "limits": {"cpu": "2"}}},
