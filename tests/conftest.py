@@ -8,8 +8,8 @@
 - ``redis_server``: a real ``redis-server`` on a free 127.0.0.1 port (no persistence, own temp dir) that a
   test can kill and restart; ``redis_factory`` starts more (e.g. with a password).
 - ``serve_process``: factory that starts the real ``sentiment-serve`` console script on a free 127.0.0.1
-  port (tiny model by default) -> ServerProcess (``.base_url``, ``.stop()``, ``.log()``); killed at teardown.
-- ``free_port()``: an unused loopback TCP port.
+  port (tiny model by default) -> ``serving.ServerProcess`` (``.base_url``, ``.stop()``, ``.log()``); killed
+  at teardown. ``serving`` (tests/serving.py) also has ``free_port()``.
 """
 
 from __future__ import annotations
@@ -19,9 +19,7 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -36,14 +34,7 @@ from sentiment_inference.cache import Cache
 from sentiment_inference.devmodel import write_devmodel
 from sentiment_inference.settings import Settings
 from sentiment_inference.state import ServerState
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
+from serving import ServerProcess, free_port
 
 # ---------------------------------------------------------------------------------------------- models
 
@@ -254,49 +245,6 @@ def redis_server(redis_factory: Callable[..., RedisServer]) -> RedisServer:
 # ---------------------------------------------------------------------------------------------- real server
 
 
-@dataclass
-class ServerProcess:
-    """A running ``sentiment-serve`` process."""
-
-    process: subprocess.Popen[bytes]
-    port: int
-    prefix: str
-    log_path: Path
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_ready(self, timeout: float = 180.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(
-                    f"sentiment-serve exited with {self.process.returncode}:\n{self.log()[-3000:]}"
-                )
-            try:
-                if httpx.get(f"{self.base_url}{self.prefix}/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"sentiment-serve not ready after {timeout}s:\n{self.log()[-3000:]}")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
-        """Send ``sig`` and wait for the exit code (SIGKILL after ``timeout``)."""
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        return self.process.returncode
-
-
 @pytest.fixture
 def serve_process(
     tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
@@ -315,28 +263,11 @@ def serve_process(
         env: dict[str, str] | None = None,
         wait_ready: bool = True,
     ) -> ServerProcess:
-        port = free_port()
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("SENTIMENT_")}
-        full_env["SENTIMENT_TORCH_THREADS"] = "1"
-        full_env.update(env or {})
         log_path = tmp_path_factory.mktemp("serve") / "serve.log"
-        command = [
-            str(Path(sys.executable).parent / "sentiment-serve"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--model-path",
-            str(model_path or tiny_model_dir),
-            "--prefix",
-            prefix,
-        ]
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(command, env=full_env, stdout=log, stderr=subprocess.STDOUT)
-        server = ServerProcess(process=process, port=port, prefix=prefix.rstrip("/"), log_path=log_path)
+        server = ServerProcess(model_path or tiny_model_dir, log_path, prefix=prefix, env=env)
         started.append(server)
         if wait_ready:
-            server.wait_ready()
+            server.wait_ready(timeout=180.0)
         return server
 
     yield start

@@ -14,8 +14,9 @@ import httpx
 import promql_parser
 import pytest
 import yaml
-from deploy_support import ROOT, LiveServer
+from deploy_support import ROOT
 from prometheus_client.parser import text_string_to_metric_families
+from serving import ServerProcess
 
 DASHBOARD: dict[str, Any] = json.loads(
     (ROOT / "examples" / "grafana" / "sentiment-dashboard.json").read_text(encoding="utf-8")
@@ -94,7 +95,7 @@ def test_series_selector_sees_through_functions_and_ranges() -> None:
     assert selected_series(expr) == {"a_bucket", "b"}
 
 
-def test_every_series_the_dashboard_uses_exists(deploy_server: LiveServer) -> None:
+def test_every_series_the_dashboard_uses_exists(deploy_server: ServerProcess) -> None:
     # Some traffic first, so labelled series have samples too (their families exist regardless).
     httpx.post(deploy_server.url("/predict"), json={"text": ["I love you!", "I hate you!"]}, timeout=30)
     metrics_text = httpx.get(f"{deploy_server.base_url}/metrics", timeout=10).text

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from deploy_support import ROOT, free_port, offline_env
+from deploy_support import ROOT
+from serving import free_port, offline_env
 
 SCRIPT = ROOT / "examples" / "demo.sh"
 SEED_TEXTS = ["I love you!", "I hate you!", "I am a k8s Cluster!"]

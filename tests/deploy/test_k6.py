@@ -9,14 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from deploy_support import ROOT, LiveServer
+from deploy_support import ROOT
 from prometheus_client.parser import text_string_to_metric_families
+from serving import ServerProcess
 
 K6 = Path(sys.executable).parent / "k6"
 SCRIPT = ROOT / "examples" / "k6" / "load.js"
 
 
-def _cache_counts(server: LiveServer) -> tuple[float, float]:
+def _cache_counts(server: ServerProcess) -> tuple[float, float]:
     text = httpx.get(f"{server.base_url}/metrics", timeout=10).text
     hits = misses = 0.0
     for family in text_string_to_metric_families(text):
@@ -29,7 +30,7 @@ def _cache_counts(server: LiveServer) -> tuple[float, float]:
 
 
 def run_k6(
-    server: LiveServer, tmp_path: Path, *extra_env: str, timeout: float = 90
+    server: ServerProcess, tmp_path: Path, *extra_env: str, timeout: float = 90
 ) -> tuple[int, dict[str, Any]]:
     summary = tmp_path / "summary.json"
     env_args: list[str] = []
@@ -55,7 +56,7 @@ def run_k6(
     return proc.returncode, json.loads(summary.read_text(encoding="utf-8"))
 
 
-def test_load_script_passes_against_a_local_server(deploy_server: LiveServer, tmp_path: Path) -> None:
+def test_load_script_passes_against_a_local_server(deploy_server: ServerProcess, tmp_path: Path) -> None:
     hits_before, misses_before = _cache_counts(deploy_server)
 
     code, summary = run_k6(deploy_server, tmp_path)
@@ -80,7 +81,9 @@ def test_load_script_passes_against_a_local_server(deploy_server: LiveServer, tm
     assert new_hits / (new_hits + new_misses) >= 0.85
 
 
-def test_load_script_fails_when_the_threshold_is_crossed(deploy_server: LiveServer, tmp_path: Path) -> None:
+def test_load_script_fails_when_the_threshold_is_crossed(
+    deploy_server: ServerProcess, tmp_path: Path
+) -> None:
     # The same run with an impossible p99 budget must fail: the thresholds really gate the exit code.
     code, summary = run_k6(deploy_server, tmp_path, "P99_MS=0", "SUSTAIN=1s")
     assert code == 99, "k6 exits 99 when a threshold is crossed"
@@ -89,7 +92,7 @@ def test_load_script_fails_when_the_threshold_is_crossed(deploy_server: LiveServ
 
 
 def test_load_script_fails_fast_when_the_server_is_missing(tmp_path: Path) -> None:
-    from deploy_support import free_port
+    from serving import free_port
 
     port = free_port()
     proc = subprocess.run(

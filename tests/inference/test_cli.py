@@ -16,15 +16,7 @@ import pytest
 from sentiment_inference import devmodel, wait_redis
 from sentiment_inference.backend import TransformersBackend
 from sentiment_inference.settings import Settings, env_var_names
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from serving import free_port
 
 
 def test_sentiment_serve_over_real_http_and_graceful_sigterm(serve_process: Any, redis_server: Any) -> None:
@@ -163,7 +155,7 @@ def test_wait_redis_waits_for_a_late_redis(redis_factory: Any, monkeypatch: pyte
 
 
 def test_wait_redis_times_out_and_checks_dns(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SENTIMENT_REDIS_URL", f"redis://127.0.0.1:{_free_port()}/0")
+    monkeypatch.setenv("SENTIMENT_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
     started = time.monotonic()
     assert wait_redis.main(["--check", "ping", "--timeout", "1"]) == 1
     assert time.monotonic() - started < 5

@@ -6,21 +6,14 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
 
 import aiohttp
 from operator_emulator import NAMESPACE, Cluster, eventually
+from serving import free_port
 
 NAME = "demo"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def _liveness(url: str) -> int | None:
@@ -50,7 +43,7 @@ async def test_run_command_against_the_emulator(cluster: Cluster, tmp_path: Path
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
     env["KUBECONFIG"] = str(kubeconfig)
-    liveness = f"http://127.0.0.1:{_free_port()}/healthz"
+    liveness = f"http://127.0.0.1:{free_port()}/healthz"
     log_path = tmp_path / "operator.log"
     with log_path.open("wb") as log:
         proc = await asyncio.create_subprocess_exec(

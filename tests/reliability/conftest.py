@@ -6,7 +6,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from reliability_support import ServerProcess, free_port, write_sized_model
+from reliability_support import write_sized_model
+from serving import ServerProcess
 
 
 @pytest.fixture
@@ -21,7 +22,7 @@ def serve(
 
     def start(model_dir: Path | str | None = None, **env: str) -> ServerProcess:
         logs = tmp_path_factory.mktemp("serve")
-        server = ServerProcess(free_port(), model_dir or tiny_model_dir, logs / "server.log", env)
+        server = ServerProcess(model_dir or tiny_model_dir, logs / "server.log", env=env)
         started.append(server)
         return server
 

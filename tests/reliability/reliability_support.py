@@ -1,5 +1,5 @@
-"""Helpers for the fault-injection suite: the real ``sentiment-serve`` process, a bounded load driver,
-Prometheus scraping, latency summaries and a delaying TCP proxy (a "slow Redis").
+"""Helpers for the fault-injection suite: a sized model, a bounded load driver, Prometheus scraping, latency
+summaries and a delaying TCP proxy (a "slow Redis"). The server process itself is ``serving.ServerProcess``.
 
 Everything binds to 127.0.0.1 only, and every wait here is bounded in time.
 """
@@ -8,12 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -22,116 +17,7 @@ from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
-
-HOST = "127.0.0.1"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def serve_command() -> list[str]:
-    """The installed ``sentiment-serve`` console script next to this interpreter (the real entry point)."""
-    script = Path(sys.executable).with_name("sentiment-serve")
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-m", "sentiment_inference"]
-
-
-def clean_env(overrides: Mapping[str, str]) -> dict[str, str]:
-    """The caller's environment minus SENTIMENT_* (they must not change results), offline, plus overrides."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SENTIMENT_")}
-    env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"})
-    env.update(overrides)
-    return env
-
-
-class ServerProcess:
-    """A ``sentiment-serve`` subprocess on 127.0.0.1:<port>; stderr/stdout go to ``log_path``."""
-
-    def __init__(self, port: int, model_dir: Path | str, log_path: Path, env: Mapping[str, str]) -> None:
-        self.port = port
-        self.log_path = log_path
-        self.base_url = f"http://{HOST}:{port}"
-        settings = {
-            "SENTIMENT_HOST": HOST,
-            "SENTIMENT_PORT": str(port),
-            "SENTIMENT_MODEL_PATH": str(model_dir),
-            # One torch thread: the CI machine is shared, and a known capacity makes overload reproducible.
-            "SENTIMENT_TORCH_THREADS": "1",
-            "SENTIMENT_LOG_LEVEL": "info",
-        }
-        settings.update(env)
-        self.env = settings
-        self._log = log_path.open("ab")
-        self.process = subprocess.Popen(
-            serve_command(),
-            env=clean_env(settings),
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    async def wait_ready(self, time_limit: float = 120.0) -> None:
-        """Poll GET /ready until 200 (bounded); fail with the server log if it exits or never gets ready."""
-        deadline = time.monotonic() + time_limit
-        last = "no answer"
-        async with httpx.AsyncClient(base_url=self.base_url, timeout=5.0) as client:
-            while time.monotonic() < deadline:
-                if not self.alive():
-                    raise AssertionError(
-                        f"sentiment-serve exited with {self.process.returncode}:\n{self.log()[-3000:]}"
-                    )
-                try:
-                    response = await client.get("/ready")
-                    if response.status_code == 200:
-                        return
-                    last = f"{response.status_code} {response.text}"
-                    if "model load failed" in response.text:
-                        raise AssertionError(f"model load failed: {response.text}\n{self.log()[-3000:]}")
-                except httpx.TransportError as exc:
-                    last = repr(exc)
-                await asyncio.sleep(0.1)
-        raise AssertionError(f"not ready after {time_limit}s (last: {last}):\n{self.log()[-3000:]}")
-
-    def rss_bytes(self) -> int:
-        """Resident set size of the server process from /proc/<pid>/status."""
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        raise AssertionError("no VmRSS in /proc status")
-
-    def signal(self, sig: int) -> None:
-        if self.alive():
-            self.process.send_signal(sig)
-
-    def wait_exit(self, timeout: float) -> int | None:
-        try:
-            return self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return None
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """SIGTERM, then SIGKILL after ``timeout``; always reaps the process and closes the log."""
-        if self.alive():
-            self.process.send_signal(signal.SIGTERM)
-            if self.wait_exit(timeout) is None:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self._log.close()
+from serving import HOST
 
 
 def write_sized_model(

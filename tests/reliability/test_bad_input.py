@@ -8,7 +8,6 @@ a non-JSON content type -> 415, wrong method -> 405. Nothing may ever answer 5xx
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import subprocess
@@ -19,7 +18,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from reliability_support import ServerProcess, free_port, report
+from reliability_support import report
+from serving import ServerProcess
 
 MAX_BODY = 1_048_576
 MAX_TEXTS = 64
@@ -130,9 +130,9 @@ async def send(client: httpx.AsyncClient, path: str, case: Case) -> httpx.Respon
 def server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """One real server (documented default limits) for the sweep, the memory check and schemathesis."""
     log = tmp_path_factory.mktemp("bad-input") / "server.log"
-    process = ServerProcess(free_port(), tiny_model_dir, log, {})
+    process = ServerProcess(tiny_model_dir, log)
     try:
-        asyncio.run(process.wait_ready())
+        process.wait_ready()
         yield process
     finally:
         process.stop()

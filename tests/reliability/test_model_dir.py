@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from reliability_support import ServerProcess, report
+from reliability_support import report
+from serving import ServerProcess
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
 

@@ -16,7 +16,6 @@ from typing import Any
 import httpx
 from reliability_support import (
     Outcome,
-    ServerProcess,
     closed_loop,
     eventually,
     metric,
@@ -27,6 +26,7 @@ from reliability_support import (
     summarize,
     timed_post,
 )
+from serving import ServerProcess
 
 TEXTS_PER_REQUEST = 8
 MAX_QUEUE = 16  # texts: exactly 2 requests fit
@@ -54,7 +54,7 @@ async def test_overload_sheds_fast_and_loses_nothing(
         SENTIMENT_LOCAL_CACHE_SIZE="0",
         SENTIMENT_RETRY_AFTER_SECONDS="1",
     )
-    await server.wait_ready()
+    await server.wait_ready_async()
     limits = httpx.Limits(max_connections=400, max_keepalive_connections=400)
     async with httpx.AsyncClient(base_url=server.base_url, timeout=60, limits=limits) as client:
 

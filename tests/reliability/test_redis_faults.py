@@ -16,7 +16,6 @@ import pytest
 from reliability_support import (
     DelayProxy,
     Outcome,
-    ServerProcess,
     closed_loop,
     eventually,
     metric,
@@ -26,6 +25,7 @@ from reliability_support import (
     summarize,
     timed_post,
 )
+from serving import ServerProcess
 
 REDIS = {"backend": "redis"}
 _WORDS = ("great", "awful", "fine", "boring", "moving", "clumsy", "tender", "loud")
@@ -67,7 +67,7 @@ async def test_redis_drops_idle_connections(serve: Callable[..., ServerProcess],
     admin = redis_server.client()
     admin.config_set("timeout", 2)
     server = serve(SENTIMENT_REDIS_URL=redis_server.url)
-    await server.wait_ready()
+    await server.wait_ready_async()
     limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30, limits=limits) as client:
         warm = sentences("idle", 16)
@@ -118,7 +118,7 @@ async def test_redis_killed_under_load_then_restarted(
 ) -> None:
     """Case 2: SIGKILL redis-server during a steady load, restart it on the same port 2.5 s later."""
     server = serve(SENTIMENT_REDIS_URL=redis_server.url)
-    await server.wait_ready()
+    await server.wait_ready_async()
     hot = sentences("hot", 12)
     reference: dict[str, list[dict[str, Any]]] = {}
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
@@ -200,7 +200,7 @@ async def test_redis_slow(serve: Callable[..., ServerProcess], redis_server: Any
     timeout_ms = 100
     async with DelayProxy(redis_server.port, delay=0.0) as proxy:
         server = serve(SENTIMENT_REDIS_URL=proxy.url, SENTIMENT_CACHE_TIMEOUT_MS=str(timeout_ms))
-        await server.wait_ready()
+        await server.wait_ready_async()
         async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
             known = sentences("slow", 10)
             baseline = [await timed_post(client, "/predict", {"text": [t]}, keep_body=True) for t in known]

@@ -16,7 +16,6 @@ from pathlib import Path
 import httpx
 from reliability_support import (
     Outcome,
-    ServerProcess,
     closed_loop,
     eventually,
     metric,
@@ -24,6 +23,7 @@ from reliability_support import (
     summarize,
     timed_post,
 )
+from serving import ServerProcess
 
 SHUTDOWN_DELAY = 0.5
 GRACE = 20.0
@@ -73,7 +73,7 @@ async def test_sigterm_under_load(serve: Callable[..., ServerProcess], medium_mo
         SENTIMENT_GRACEFUL_SHUTDOWN_SECONDS=str(GRACE),
         SENTIMENT_LOCAL_CACHE_SIZE="0",
     )
-    await server.wait_ready()
+    await server.wait_ready_async()
     probes: list[Probe] = []
     poller = asyncio.create_task(poll_readiness(server.base_url, probes, time_limit=60))
 
