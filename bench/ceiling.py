@@ -14,6 +14,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 CORPUS = Path(__file__).with_name("corpus.json")
 
@@ -24,8 +25,14 @@ def texts_like_the_load_test(count: int) -> list[str]:
     return [f"review ceil0-{i % 10}-{i}-0: {sentences[i % len(sentences)]}" for i in range(count)]
 
 
-def measure(model: str, precision: str, batch: int, seconds: float, threads: int = 0) -> dict[str, object]:
-    """Load the model like the server does, warm up, then run full batches for about ``seconds``."""
+def measure(
+    model: str, precision: str, batch: int, seconds: float, threads: int = 0, others: tuple[int, ...] = ()
+) -> dict[str, object]:
+    """Load the model like the server does, warm up, then run full batches for about ``seconds``.
+
+    ``others``: more batch sizes to time (half as long each), reported under ``by_batch_size`` so one can
+    see where this CPU's per-text cost is lowest.
+    """
     from sentiment_inference.backend import TransformersBackend
     from sentiment_inference.settings import Settings
 
@@ -33,6 +40,14 @@ def measure(model: str, precision: str, batch: int, seconds: float, threads: int
     backend = TransformersBackend(settings)
     backend.load()
     backend.warmup()
+    result: dict[str, object] = {"precision": precision, **_run(backend, batch, seconds)}
+    result["torch_threads"] = backend.info.torch_threads
+    if others:
+        result["by_batch_size"] = {str(b): _run(backend, b, seconds / 2)["texts_per_s"] for b in others}
+    return result
+
+
+def _run(backend: Any, batch: int, seconds: float) -> dict[str, Any]:
     texts = texts_like_the_load_test(batch * 16)
     batches = [texts[i : i + batch] for i in range(0, len(texts), batch)]
     backend.predict(backend.tokenize(batches[0]))
@@ -40,7 +55,8 @@ def measure(model: str, precision: str, batch: int, seconds: float, threads: int
     tokens = 0
     started = time.perf_counter()
     while True:
-        # Tokenization is included: the server has to do it too, on the same CPU.
+        # Tokenization is included: the server has to do it too, on the same CPU. Batches are not sorted
+        # by length (consecutive corpus sentences), so they carry typical padding.
         ids = backend.tokenize(batches[(done // batch) % len(batches)])
         backend.predict(ids)
         done += batch
@@ -49,12 +65,10 @@ def measure(model: str, precision: str, batch: int, seconds: float, threads: int
         if elapsed >= seconds and done >= 2 * batch:
             break
     return {
-        "precision": precision,
         "batch_size": batch,
         "texts_per_s": round(done / elapsed, 2),
         "ms_per_batch": round(1000 * elapsed / (done / batch), 2),
         "mean_tokens_per_text": round(tokens / done, 1),
-        "torch_threads": backend.info.torch_threads,
         "seconds": round(elapsed, 2),
     }
 
@@ -66,8 +80,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = the server's default)")
+    parser.add_argument("--also", default="", help="comma list of more batch sizes to time, e.g. 1,8")
     args = parser.parse_args()
-    print(json.dumps(measure(args.model, args.precision, args.batch, args.seconds, args.threads)))
+    others = tuple(int(b) for b in args.also.split(",") if b.strip())
+    print(json.dumps(measure(args.model, args.precision, args.batch, args.seconds, args.threads, others)))
 
 
 if __name__ == "__main__":

@@ -480,11 +480,13 @@ def run_ceiling(model: Path, precision: str, seconds: float) -> dict[str, Any]:
             "32",
             "--seconds",
             f"{seconds:g}",
+            "--also",
+            "1,8",
         ],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=seconds + 300,
+        timeout=2 * seconds + 300,
         check=False,
     )
     if proc.returncode != 0:
