@@ -58,13 +58,15 @@ def render(doc: dict[str, Any]) -> str:
     if doc.get("ceiling"):
         lines.append("")
         lines.append(
-            "| precision | bare-model texts/s (batch 32, in-process) | ms per batch | mean tokens/text |"
+            "| precision | bare-model texts/s at batch 32 | ms per batch | mean tokens/text "
+            "| texts/s at batch 1 | texts/s at batch 8 |"
         )
-        lines.append("|---|---:|---:|---:|")
+        lines.append("|---|---:|---:|---:|---:|---:|")
         for precision, ceiling in doc["ceiling"].items():
+            other = ceiling.get("by_batch_size", {})
             lines.append(
                 f"| {precision} | {_num(ceiling['texts_per_s'])} | {_num(ceiling['ms_per_batch'])} | "
-                f"{_num(ceiling['mean_tokens_per_text'])} |"
+                f"{_num(ceiling['mean_tokens_per_text'])} | {_num(other.get('1'))} | {_num(other.get('8'))} |"
             )
     if doc.get("targets"):
         lines.append("")
@@ -72,7 +74,8 @@ def render(doc: dict[str, Any]) -> str:
         lines.append("|---|---:|:---:|")
         for target in doc["targets"]:
             met = {True: "yes", False: "**no**", None: "n/a"}[target["met"]]
-            lines.append(f"| {target['target']} | {_num(target['value'], 2)} | {met} |")
+            note = f" ({target['note']})" if target.get("note") else ""
+            lines.append(f"| {target['target']}{note} | {_num(target['value'], 2)} | {met} |")
     return "\n".join(lines) + "\n"
 
 
