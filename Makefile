@@ -51,8 +51,9 @@ demo: $(STAMP) ## Offline demo: render the examples, serve a locally generated m
 	bash examples/demo.sh
 
 .PHONY: bench
-bench: $(STAMP) ## Benchmark our server against the seed design on this machine (k6, real Redis); prints JSON
-	$(PY) -m bench.run --precision both --out .cache/bench.json $(BENCH_ARGS)
+bench: $(STAMP) ## Our server vs the seed design side by side (k6, real redis-server; ~10 min); prints JSON
+	@mkdir -p bench/results
+	$(PY) -m bench.run --out bench/results/bench.json $(BENCH_ARGS)
 
 .PHONY: golden
 golden: $(STAMP) ## Regenerate the golden manifests in tests/operator/golden/ from examples/
