@@ -60,7 +60,7 @@ class MetricsMiddleware:
 def batch_limits(settings: Settings) -> BatchLimits:
     return BatchLimits(
         max_batch_size=settings.max_batch_size,
-        max_batch_tokens=settings.max_batch_tokens,
+        max_batch_tokens=settings.effective_max_batch_tokens,
         max_wait_ms=settings.max_wait_ms,
         max_queue=settings.max_queue,
         retry_after_seconds=settings.retry_after_seconds,

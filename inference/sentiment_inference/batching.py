@@ -31,7 +31,7 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class BatchLimits:
     max_batch_size: int = 32
-    max_batch_tokens: int = 8192
+    max_batch_tokens: int = 512
     max_wait_ms: float = 2.0
     max_queue: int = 512
     retry_after_seconds: int = 1
