@@ -221,7 +221,8 @@ def server_env(name: str, namespace: str, spec: SentimentModelSpec, model: Model
         "SENTIMENT_QUANTIZATION": model.precision,
         "SENTIMENT_TORCH_THREADS": server.torch_threads,
         "SENTIMENT_MAX_BATCH_SIZE": server.batching.max_batch_size,
-        "SENTIMENT_MAX_BATCH_TOKENS": server.batching.max_batch_tokens,
+        # Always explicit, so the pod does not depend on the image's default.
+        "SENTIMENT_MAX_BATCH_TOKENS": spec.effective_max_batch_tokens(model),
         "SENTIMENT_MAX_WAIT_MS": server.batching.max_wait_ms,
         "SENTIMENT_MAX_QUEUE": server.batching.max_queue,
         "SENTIMENT_MAX_TEXTS_PER_REQUEST": server.limits.max_texts_per_request,

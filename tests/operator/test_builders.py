@@ -427,6 +427,23 @@ def test_canary_model_defaults_to_the_stable_model_and_can_differ() -> None:
     )
 
 
+def test_batch_token_budget_is_always_explicit_and_per_track() -> None:
+    assert env_of(server(build()))["SENTIMENT_MAX_BATCH_TOKENS"] == "512"
+    children = build(
+        model={"maxSequenceLength": 1024},
+        routing={"enabled": True, "canary": {"model": {"maxSequenceLength": 4096}}},
+    )
+    assert env_of(server(children))["SENTIMENT_MAX_BATCH_TOKENS"] == "1024"
+    assert children.canary_deployment is not None
+    canary_env = env_of(children.canary_deployment["spec"]["template"]["spec"]["containers"][0])
+    assert (canary_env["SENTIMENT_MAX_LENGTH"], canary_env["SENTIMENT_MAX_BATCH_TOKENS"]) == ("4096", "4096")
+    explicit = build(server={"batching": {"maxBatchTokens": 8192}}, routing={"enabled": True, "canary": {}})
+    assert env_of(server(explicit))["SENTIMENT_MAX_BATCH_TOKENS"] == "8192"
+    assert explicit.canary_deployment is not None
+    explicit_canary = explicit.canary_deployment["spec"]["template"]["spec"]["containers"][0]
+    assert env_of(explicit_canary)["SENTIMENT_MAX_BATCH_TOKENS"] == "8192"
+
+
 def test_canary_replicas_without_autoscaling_follow_the_weight() -> None:
     children = build(
         replicas=10, autoscaling={"enabled": False}, routing={"enabled": True, "canary": {"weight": 25}}

@@ -53,6 +53,50 @@ def test_empty_spec_takes_the_documented_defaults() -> None:
     assert [peer.namespace for peer in spec.network_policy.allow_from] == ["istio-ingress"]
 
 
+def test_batch_token_budget_defaults_to_512_or_the_longest_sequence() -> None:
+    default = parse_spec("a", {})
+    assert default.server.batching.max_batch_tokens is None
+    assert default.effective_max_batch_tokens() == 512
+    assert default.effective_max_batch_tokens(default.model) == 512
+    short = parse_spec("a", {"model": {"maxSequenceLength": 128}})
+    assert short.effective_max_batch_tokens(short.model) == 512
+    long = parse_spec("a", {"model": {"maxSequenceLength": 1024}})
+    assert long.effective_max_batch_tokens() == 1024
+    explicit = parse_spec(
+        "a", {"model": {"maxSequenceLength": 1024}, "server": {"batching": {"maxBatchTokens": 4096}}}
+    )
+    assert explicit.effective_max_batch_tokens() == 4096
+    assert explicit.effective_max_batch_tokens(explicit.model) == 4096
+    # Unset, a maxSequenceLength up to the 8192 maximum stays valid (the budget follows it).
+    assert parse_spec("a", {"model": {"maxSequenceLength": 8192}}).effective_max_batch_tokens() == 8192
+
+
+def test_batch_token_budget_covers_a_longer_canary_model() -> None:
+    spec = parse_spec(
+        "a",
+        {
+            "model": {"maxSequenceLength": 256},
+            "routing": {"enabled": True, "canary": {"model": {"maxSequenceLength": 2048}}},
+        },
+    )
+    canary = spec.routing.canary
+    assert canary is not None
+    assert canary.model is not None
+    assert spec.effective_max_batch_tokens() == 2048
+    assert spec.effective_max_batch_tokens(spec.model) == 512
+    assert spec.effective_max_batch_tokens(canary.model) == 2048
+    with pytest.raises(InvalidSpecError) as info:
+        parse_spec(
+            "a",
+            {
+                "server": {"batching": {"maxBatchTokens": 1024}},
+                "routing": {"enabled": True, "canary": {"model": {"maxSequenceLength": 2048}}},
+            },
+        )
+    assert "spec.server.batching.maxBatchTokens" in str(info.value)
+    assert "routing.canary.model.maxSequenceLength=2048" in str(info.value)
+
+
 def test_none_spec_is_the_empty_spec() -> None:
     assert parse_spec("a", None) == parse_spec("a", {})
 
