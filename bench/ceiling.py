@@ -33,11 +33,11 @@ def measure(
     ``others``: more batch sizes to time (half as long each), reported under ``by_batch_size`` so one can
     see where this CPU's per-text cost is lowest.
     """
-    from sentiment_inference.backend import TransformersBackend
+    from sentiment_inference.backend import TorchBackend
     from sentiment_inference.settings import Settings
 
     settings = Settings(model_path=model, quantization=precision, torch_threads=threads)  # type: ignore[arg-type]
-    backend = TransformersBackend(settings)
+    backend = TorchBackend(settings)
     backend.load()
     backend.warmup()
     result: dict[str, object] = {"precision": precision, **_run(backend, batch, seconds)}

@@ -265,6 +265,7 @@ def build_router(prefix: str) -> APIRouter:
                 "fingerprint": info.fingerprint,
                 "parameters": info.parameters,
                 "torch_threads": info.torch_threads,
+                "runtime": info.runtime,
             }
         )
 

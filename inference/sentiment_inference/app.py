@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sentiment_inference import __version__
 from sentiment_inference.api import build_router
-from sentiment_inference.backend import Backend, TransformersBackend
+from sentiment_inference.backend import Backend, TorchBackend
 from sentiment_inference.batching import Batcher, BatchLimits
 from sentiment_inference.cache import Cache, make_cache
 from sentiment_inference.errors import install_error_handlers
@@ -97,7 +97,7 @@ def create_app(
     """A fresh app; ``backend``/``cache`` default to the real ones built from ``settings``."""
     settings = settings or Settings()
     metrics = metrics or Metrics()
-    backend = backend or TransformersBackend(settings)
+    backend = backend or TorchBackend(settings)
     state = ServerState(
         settings=settings,
         backend=backend,

@@ -7,13 +7,15 @@ softmax probabilities in label-id order.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
 import logging
 import math
 import os
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -48,6 +50,7 @@ class ModelInfo:
     fingerprint: str
     parameters: int
     torch_threads: int
+    runtime: str  # "packed" or "transformers"
 
 
 class Backend(Protocol):
@@ -131,15 +134,30 @@ def fingerprint_state_dict(model: Any, precision: str) -> str:
     return digest.hexdigest()[:16]
 
 
-class TransformersBackend:
-    """A Hugging Face AutoModelForSequenceClassification + fast tokenizer on CPU."""
+@dataclass(frozen=True)
+class _Loaded:
+    """What a loader hands the backend: the model, a logits function over unpadded id lists, and facts."""
+
+    model: Any  # torch.nn.Module (quantized in place for int8)
+    forward: Callable[[Sequence[Sequence[int]]], Any]  # id lists -> logits tensor [batch, labels]
+    tokenizer: Any  # tokenizers.Tokenizer, private to this backend
+    labels: tuple[str, ...]
+    positions: int | None
+    runtime: str
+
+
+class TorchBackend:
+    """A sequence classifier + the Rust fast tokenizer on CPU.
+
+    DistilBERT checkpoints run on the packed runtime (``packed.py``: no padding, no transformers import); any
+    other checkpoint, or ``SENTIMENT_RUNTIME=transformers``, runs on transformers'
+    AutoModelForSequenceClassification.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._info: ModelInfo | None = None
-        self._model: Any = None
-        self._tokenizer: Any = None
-        self._pad_id = 0
+        self._loaded: _Loaded | None = None
 
     @property
     def info(self) -> ModelInfo:
@@ -159,11 +177,12 @@ class TransformersBackend:
             ) from exc
         info = self.info
         log.info(
-            "Loaded model %s from %s in %.1fs (precision=%s, max_length=%d, labels=%s, threads=%d, "
-            "fingerprint=%s)",
+            "Loaded model %s from %s in %.1fs (runtime=%s, precision=%s, max_length=%d, labels=%s, "
+            "threads=%d, fingerprint=%s)",
             info.model_id,
             info.path,
             time.perf_counter() - started,
+            info.runtime,
             info.precision,
             info.max_length,
             ",".join(info.labels),
@@ -173,11 +192,7 @@ class TransformersBackend:
 
     def _load(self) -> None:
         import torch
-        from tokenizers import Tokenizer
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-        from transformers.utils import logging as transformers_logging
 
-        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
         s = self._settings
         threads = s.torch_threads or auto_torch_threads()
         torch.set_num_threads(threads)
@@ -193,105 +208,177 @@ class TransformersBackend:
             raise ModelLoadError(
                 f"model directory {s.model_path} has no config.json (not a save_pretrained dir)"
             )
-
-        tokenizer = AutoTokenizer.from_pretrained(
-            s.model_path, local_files_only=local or not s.allow_download
-        )
-        if not getattr(tokenizer, "is_fast", False):
-            raise ModelLoadError(f"{s.model_path}: no fast tokenizer (tokenizer.json) could be built")
-        vocab_size = len(tokenizer.get_vocab())
-        if vocab_size <= len(tokenizer.all_special_tokens):
-            # transformers builds an empty-vocabulary tokenizer when the files are missing: every word would
-            # become [UNK] and every text would get the same (wrong) answer.
-            raise ModelLoadError(
-                f"{s.model_path}: the tokenizer has no vocabulary ({vocab_size} tokens, all special); "
-                "are tokenizer.json / vocab.txt missing from the model directory?"
-            )
-        model, loading = AutoModelForSequenceClassification.from_pretrained(
-            s.model_path,
-            local_files_only=local or not s.allow_download,
-            output_loading_info=True,
-        )
-        missing = sorted(loading.get("missing_keys") or [])
-        mismatched = sorted(str(k) for k in (loading.get("mismatched_keys") or []))
-        if missing or mismatched:
-            # A freshly initialized classifier head would serve random answers: refuse instead.
-            raise ModelLoadError(
-                f"{s.model_path}: weights missing or mismatched for {', '.join((missing + mismatched)[:5])}; "
-                "is this a sequence-classification checkpoint?"
-            )
-        model.eval()
-
-        id2label = dict(model.config.id2label or {})
-        if len(id2label) < 2:
-            raise ModelLoadError(f"{s.model_path}: config.json id2label must name at least 2 labels")
-        labels = tuple(str(id2label[i]) for i in range(len(id2label)))
+        loaded = _load_packed(model_dir) if local and s.runtime == "auto" else None
+        if loaded is None:
+            loaded = _load_transformers(s.model_path, local_files_only=local or not s.allow_download)
+        # Counted before int8 turns the Linear weights into packed buffers.
+        parameters = sum(p.numel() for p in loaded.model.parameters())
 
         precision = s.quantization
         if precision == "int8":
-            with warnings.catch_warnings():
-                # torch deprecates torch.ao.quantization in favour of torchao, which is not installed here.
-                warnings.simplefilter("ignore", DeprecationWarning)
-                warnings.simplefilter("ignore", UserWarning)
-                from torch.ao.quantization import quantize_dynamic
+            _quantize_int8(loaded.model)
 
-                model = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)  # type: ignore[no-untyped-call]
-
-        positions = getattr(model.config, "max_position_embeddings", None) or s.max_length
-        max_length = min(s.max_length, int(positions))
+        max_length = min(s.max_length, loaded.positions or s.max_length)
         if max_length < s.max_length:
             log.warning(
                 "SENTIMENT_MAX_LENGTH=%d exceeds the model's %d positions; using %d",
                 s.max_length,
-                positions,
+                loaded.positions,
                 max_length,
             )
+        loaded.tokenizer.no_padding()
+        loaded.tokenizer.enable_truncation(max_length)
 
-        # A private copy of the Rust tokenizer: truncation set once, no padding, no Python-side overhead.
-        fast = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
-        fast.no_padding()
-        fast.enable_truncation(max_length)
-        pad_id = tokenizer.pad_token_id
-        self._pad_id = int(pad_id) if pad_id is not None else 0
-
+        # The quantization scheme is part of the answers, so of the cache namespace too.
+        scheme = "int8-per-channel" if precision == "int8" else precision
         fingerprint = (
-            fingerprint_files(model_dir, precision) if local else fingerprint_state_dict(model, precision)
+            fingerprint_files(model_dir, scheme) if local else fingerprint_state_dict(loaded.model, scheme)
         )
-        self._model = model
-        self._tokenizer = fast
+        self._loaded = loaded
         self._info = ModelInfo(
             model_id=s.model_id,
             path=s.model_path,
-            labels=labels,
+            labels=loaded.labels,
             max_length=max_length,
             precision=precision,
             fingerprint=fingerprint,
-            parameters=sum(p.numel() for p in model.parameters()),
+            parameters=parameters,
             torch_threads=threads,
+            runtime=loaded.runtime,
         )
 
     def warmup(self) -> None:
         started = time.perf_counter()
-        short = self.tokenize([_WARMUP_TEXT])
-        longest = self.tokenize([" ".join([_WARMUP_TEXT] * self.info.max_length)])
-        self.predict(short)
-        self.predict(short + longest)
+        self.predict(self.tokenize([_WARMUP_TEXT]))
+        self.predict(self.tokenize([_WARMUP_TEXT, *(" ".join([_WARMUP_TEXT] * n) for n in (2, 4, 8))]))
+        _release_free_memory()  # loading and (for int8) quantizing leave freed heap pages mapped
         log.info("Warmed up the model in %.2fs", time.perf_counter() - started)
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
-        return [enc.ids for enc in self._tokenizer.encode_batch(list(texts))]
+        if self._loaded is None:
+            raise RuntimeError("model not loaded")
+        return [enc.ids for enc in self._loaded.tokenizer.encode_batch(list(texts))]
 
     def predict(self, batch: Sequence[Sequence[int]]) -> list[list[float]]:
         import torch
 
+        if self._loaded is None:
+            raise RuntimeError("model not loaded")
         if not batch:
             return []
-        width = max(len(ids) for ids in batch)
-        pad = self._pad_id
-        input_ids = torch.tensor([[*ids, *([pad] * (width - len(ids)))] for ids in batch], dtype=torch.long)
-        mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids in batch], dtype=torch.long)
         with torch.inference_mode():
-            logits = self._model(input_ids=input_ids, attention_mask=mask).logits
-            probs = torch.softmax(logits.double(), dim=-1)
+            probs = torch.softmax(self._loaded.forward(batch).double(), dim=-1)
         result: list[list[float]] = probs.tolist()
         return result
+
+
+def _load_packed(model_dir: Path) -> _Loaded | None:
+    """The packed DistilBERT runtime, or None (reason logged) when the checkpoint needs transformers."""
+    from tokenizers import Tokenizer
+
+    from sentiment_inference import packed
+
+    tokenizer_file = model_dir / "tokenizer.json"
+    if not tokenizer_file.is_file():
+        log.info("Runtime transformers for %s: no tokenizer.json", model_dir)
+        return None
+    result = packed.load(model_dir)
+    if isinstance(result, str):
+        log.info("Runtime transformers for %s: %s", model_dir, result)
+        return None
+    model, config = result
+    tokenizer = Tokenizer.from_file(str(tokenizer_file))
+    _check_vocabulary(tokenizer, str(model_dir))
+    id2label = {int(k): str(v) for k, v in config["id2label"].items()}
+    return _Loaded(
+        model=model,
+        forward=model,
+        tokenizer=tokenizer,
+        labels=tuple(id2label[i] for i in range(len(id2label))),
+        positions=int(config["max_position_embeddings"]),
+        runtime="packed",
+    )
+
+
+def _load_transformers(model_path: str, *, local_files_only: bool) -> _Loaded:
+    import torch
+    from tokenizers import Tokenizer
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=local_files_only)
+    if not getattr(tokenizer, "is_fast", False):
+        raise ModelLoadError(f"{model_path}: no fast tokenizer (tokenizer.json) could be built")
+    # A private copy of the Rust tokenizer: truncation set once, no padding, no Python-side overhead.
+    fast = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    _check_vocabulary(fast, model_path)
+    model, loading = AutoModelForSequenceClassification.from_pretrained(
+        model_path, local_files_only=local_files_only, output_loading_info=True
+    )
+    missing = sorted(loading.get("missing_keys") or [])
+    mismatched = sorted(str(k) for k in (loading.get("mismatched_keys") or []))
+    if missing or mismatched:
+        # A freshly initialized classifier head would serve random answers: refuse instead.
+        raise ModelLoadError(
+            f"{model_path}: weights missing or mismatched for {', '.join((missing + mismatched)[:5])}; "
+            "is this a sequence-classification checkpoint?"
+        )
+    model.eval()
+    id2label = dict(model.config.id2label or {})
+    if len(id2label) < 2:
+        raise ModelLoadError(f"{model_path}: config.json id2label must name at least 2 labels")
+    pad_id = int(tokenizer.pad_token_id or 0)
+
+    def forward(batch: Sequence[Sequence[int]]) -> Any:
+        width = max(len(ids) for ids in batch)
+        ids = torch.tensor([[*seq, *([pad_id] * (width - len(seq)))] for seq in batch], dtype=torch.long)
+        mask = torch.tensor([[1] * len(seq) + [0] * (width - len(seq)) for seq in batch], dtype=torch.long)
+        return model(input_ids=ids, attention_mask=mask).logits
+
+    positions = getattr(model.config, "max_position_embeddings", None)
+    return _Loaded(
+        model=model,
+        forward=forward,
+        tokenizer=fast,
+        labels=tuple(str(id2label[i]) for i in range(len(id2label))),
+        positions=int(positions) if positions else None,
+        runtime="transformers",
+    )
+
+
+def _check_vocabulary(tokenizer: Any, where: str) -> None:
+    vocab_size = tokenizer.get_vocab_size(with_added_tokens=False)
+    specials = len(tokenizer.get_added_tokens_decoder())
+    if vocab_size <= specials:
+        # transformers builds an empty-vocabulary tokenizer when the files are missing: every word would
+        # become [UNK] and every text would get the same (wrong) answer.
+        raise ModelLoadError(
+            f"{where}: the tokenizer has no vocabulary ({vocab_size} tokens, all special); "
+            "are tokenizer.json / vocab.txt missing from the model directory?"
+        )
+
+
+def _quantize_int8(model: Any) -> None:
+    """Dynamic int8 quantization of every Linear, in place (the float weights are freed, not copied).
+
+    Per-output-channel scales: the packed runtime fuses Q, K and V into one matrix whose three parts have
+    different ranges, and per-channel scales also keep the other layers closer to float32.
+    """
+    import torch
+
+    with warnings.catch_warnings():
+        # torch deprecates torch.ao.quantization in favour of torchao, which is not installed here.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+        quantize_dynamic(  # type: ignore[no-untyped-call]
+            model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True
+        )
+
+
+def _release_free_memory() -> None:
+    """Give freed heap pages back to the OS (glibc keeps them mapped); a no-op elsewhere."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)

@@ -60,6 +60,12 @@ class Settings(BaseSettings):
         "none",
         description="Precision: none (fp32) or int8 (dynamic quantization of the Linear layers).",
     )
+    runtime: Literal["auto", "transformers"] = Field(
+        "auto",
+        description="auto: DistilBERT checkpoints (model.safetensors + tokenizer.json) run on the built-in "
+        "packed runtime (no padding, no transformers import, same answers), anything else on transformers; "
+        "transformers: always transformers' AutoModelForSequenceClassification.",
+    )
     torch_threads: int = Field(
         0,
         ge=0,

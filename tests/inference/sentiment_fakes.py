@@ -52,6 +52,7 @@ class FakeBackend:
             fingerprint=self.fingerprint,
             parameters=0,
             torch_threads=1,
+            runtime="fake",
         )
 
     def load(self) -> None:

@@ -7,13 +7,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from sentiment_inference.backend import ModelLoadError, TransformersBackend, auto_torch_threads
+from sentiment_inference.backend import ModelLoadError, TorchBackend, auto_torch_threads
 from sentiment_inference.devmodel import synthetic_dataset, write_devmodel
 from sentiment_inference.settings import Settings
 
 
-def _load(path: Path, **overrides: object) -> TransformersBackend:
-    backend = TransformersBackend(Settings(model_path=str(path), **overrides))  # type: ignore[arg-type]
+def _load(path: Path, **overrides: object) -> TorchBackend:
+    backend = TorchBackend(Settings(model_path=str(path), **overrides))  # type: ignore[arg-type]
     backend.load()
     return backend
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from sentiment_fakes import FakeBackend
-from sentiment_inference.backend import TransformersBackend
+from sentiment_inference.backend import TorchBackend
 from sentiment_inference.batching import Batcher, BatchLimits, _Item, plan_batches
 from sentiment_inference.errors import Overloaded
 from sentiment_inference.metrics import Metrics
@@ -214,7 +214,7 @@ async def test_model_failure_is_a_clear_500_not_a_crash(
 
 
 def test_batched_equals_unbatched_on_the_real_model(tiny_model_dir: Path) -> None:
-    backend = TransformersBackend(Settings(model_path=str(tiny_model_dir), max_length=64))
+    backend = TorchBackend(Settings(model_path=str(tiny_model_dir), max_length=64))
     backend.load()
     texts = [
         "short",

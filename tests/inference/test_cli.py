@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from sentiment_inference import devmodel, wait_redis
-from sentiment_inference.backend import TransformersBackend
+from sentiment_inference.backend import TorchBackend
 from sentiment_inference.settings import Settings, env_var_names
 from serving import free_port
 
@@ -115,7 +115,7 @@ def test_devmodel_cli_writes_a_loadable_model(tmp_path: Path) -> None:
     out = tmp_path / "dev"
     assert devmodel.main(["--out", str(out), "--preset", "tiny", "--seed", "3"]) == 0
     assert (out / "MODEL_ID").read_text().strip() == "sentiment-devmodel/tiny"
-    backend = TransformersBackend(Settings(model_path=str(out)))
+    backend = TorchBackend(Settings(model_path=str(out)))
     backend.load()
     assert backend.info.labels == ("NEGATIVE", "POSITIVE")
 
