@@ -161,14 +161,14 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def ensure_model(preset: str, override: str | None) -> Path:
+def ensure_model(preset: str, override: str | None, *, trained: bool = False) -> Path:
     """The generated benchmark model, built once with sentiment-devmodel and reused from .cache/bench/."""
     if override:
         path = Path(override).resolve()
         if not (path / "config.json").is_file():
             raise SystemExit(f"bench: --model {path} has no config.json")
         return path
-    path = CACHE_DIR / f"model-{preset}"
+    path = CACHE_DIR / f"model-{preset}{'-trained' if trained else ''}"
     if (path / "config.json").is_file() and (path / "tokenizer.json").is_file():
         return path
     log(f"Generating the {preset} benchmark model into {path} (sentiment-devmodel, once)")
@@ -176,7 +176,16 @@ def ensure_model(preset: str, override: str | None) -> Path:
         shutil.rmtree(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        [tool("sentiment-devmodel"), "--out", str(path), "--preset", preset], check=True, timeout=900
+        [
+            tool("sentiment-devmodel"),
+            "--out",
+            str(path),
+            "--preset",
+            preset,
+            *(["--train"] if trained else []),
+        ],
+        check=True,
+        timeout=900,
     )
     return path
 
@@ -466,33 +475,29 @@ def run_k6(
 # --------------------------------------------------------------------------------------------------------
 
 
-def run_ceiling(model: Path, precision: str, seconds: float) -> dict[str, Any]:
+def _run_module(module: str, args: list[str], timeout: float) -> dict[str, Any]:
+    """Run ``python -m module args`` in its own process; its last stdout line is a JSON object."""
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.ceiling",
-            "--model",
-            str(model),
-            "--precision",
-            precision,
-            "--batch",
-            "32",
-            "--seconds",
-            f"{seconds:g}",
-            "--also",
-            "1,8",
-        ],
+        [sys.executable, "-m", module, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=2 * seconds + 300,
+        timeout=timeout,
         check=False,
     )
     if proc.returncode != 0:
-        raise RuntimeError(f"bench.ceiling failed ({proc.returncode}): {proc.stderr[-2000:]}")
+        raise RuntimeError(f"{module} failed ({proc.returncode}): {proc.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     return result
+
+
+def run_ceiling(model: Path, precision: str, seconds: float) -> dict[str, Any]:
+    args = ["--model", str(model), "--precision", precision, "--batch", "32", "--seconds", f"{seconds:g}"]
+    return _run_module("bench.ceiling", [*args, "--also", "1,8"], timeout=2 * seconds + 300)
+
+
+def run_agreement(model: Path, count: int) -> dict[str, Any]:
+    return _run_module("bench.agreement", ["--model", str(model), "--count", str(count)], timeout=900)
 
 
 @contextlib.contextmanager
@@ -619,6 +624,12 @@ def evaluate_targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
                     "best of scenarios b and d",
                 )
             )
+        if precision == "int8" and "int8_agreement" in doc:
+            agreement = doc["int8_agreement"]
+            sets = ", ".join(f"{k} {v['agreement']:g}" for k, v in agreement["sets"].items())
+            targets.append(
+                check("int8 vs fp32 label agreement (lowest set)", agreement["agreement"], ">=", 0.99, sets)
+            )
         if label in servers:
             if precision == "none":
                 targets.append(
@@ -657,6 +668,9 @@ def main(argv: list[str] | None = None) -> int:
         help="command line for our server instead of sentiment-serve (e.g. to compare a patched build)",
     )
     parser.add_argument("--no-ceiling", action="store_true", help="skip the bare-model measurement")
+    parser.add_argument(
+        "--no-agreement", action="store_true", help="skip the int8 vs fp32 label agreement measurement"
+    )
     parser.add_argument("--out", default=None, help="also write the JSON document to this file")
     parser.add_argument(
         "--keep", action="store_true", help="keep the work directory (server logs, k6 summaries)"
@@ -706,6 +720,12 @@ def main(argv: list[str] | None = None) -> int:
             log(f"Measuring the bare-model ceiling ({p}, batch 32, {ceiling_seconds:g} s)")
             doc["ceiling"][p] = run_ceiling(model, p, ceiling_seconds)
             log(f"ceiling {p}: {doc['ceiling'][p]['texts_per_s']} texts/s")
+
+    if "ours" in kinds and "int8" in precisions and not args.no_agreement:
+        trained = ensure_model("tiny", None, trained=True)
+        log("Measuring int8 vs fp32 label agreement on held-out texts (trained tiny model)")
+        doc["int8_agreement"] = run_agreement(trained, 2000)
+        log(f"int8 agreement: {doc['int8_agreement']['agreement']}")
 
     nonce = secrets.token_hex(2)
     keep_dir = Path(tempfile.mkdtemp(prefix="bench-", dir=CACHE_DIR if CACHE_DIR.exists() else None))
