@@ -164,12 +164,3 @@ def test_wait_redis_times_out_and_checks_dns(monkeypatch: pytest.MonkeyPatch) ->
     assert wait_redis.main(["--check", "dns", "--timeout", "0.5"]) == 1
     monkeypatch.delenv("SENTIMENT_REDIS_URL")
     assert wait_redis.main(["--check", "dns", "--timeout", "0.5"]) == 1
-
-
-def test_mmap_threshold_is_pinned_unless_the_environment_sets_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    from sentiment_inference.cli import return_large_frees_to_the_os
-
-    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
-    assert return_large_frees_to_the_os() is True  # glibc (this image and CI) accepts the setting
-    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
-    assert return_large_frees_to_the_os() is False  # an operator's explicit choice wins
