@@ -65,7 +65,9 @@ def make_settings(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Call
             monkeypatch.delenv(name)
 
     def make(**overrides: Any) -> Settings:
-        values: dict[str, Any] = {"model_path": str(tiny_model_dir), "max_wait_ms": 0}
+        # One model worker: tests that hold "the model" busy with a gated fake need one batch at a time
+        # (multi-worker batching has its own tests; the real-process tests run the default).
+        values: dict[str, Any] = {"model_path": str(tiny_model_dir), "max_wait_ms": 0, "model_workers": 1}
         values.update(overrides)
         return Settings(**values)
 

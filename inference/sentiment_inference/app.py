@@ -64,6 +64,7 @@ def batch_limits(settings: Settings) -> BatchLimits:
         max_wait_ms=settings.max_wait_ms,
         max_queue=settings.max_queue,
         retry_after_seconds=settings.retry_after_seconds,
+        workers=settings.effective_model_workers,
     )
 
 

@@ -11,8 +11,6 @@ import contextlib
 import ctypes
 import hashlib
 import logging
-import math
-import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -20,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from sentiment_inference.cpus import usable_cpus
 from sentiment_inference.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,6 +27,7 @@ log = logging.getLogger(__name__)
 _FINGERPRINT_FILES = ("config.json", "tokenizer.json", "vocab.txt", "tokenizer_config.json")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
 _WARMUP_TEXT = "Warming up the sentiment model."
+_TRIM_INTERVAL_S = 5.0
 
 
 class ModelLoadError(Exception):
@@ -76,35 +76,6 @@ class Backend(Protocol):
     def predict(self, batch: Sequence[Sequence[int]]) -> list[list[float]]:
         """Softmax probabilities in label-id order for each id list of one batch."""
         ...
-
-
-def auto_torch_threads() -> int:
-    """CPUs this process may really use: CPU affinity, capped by a cgroup v2/v1 CPU quota."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
-    quota = _cgroup_cpu_quota()
-    if quota is not None:
-        cpus = min(cpus, max(1, math.ceil(quota)))
-    return max(1, cpus)
-
-
-def _cgroup_cpu_quota() -> float | None:
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        if quota != "max":
-            return int(quota) / int(period)
-    except (OSError, ValueError):
-        pass
-    try:
-        q = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
-        p = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
-        if q > 0 and p > 0:
-            return q / p
-    except (OSError, ValueError):
-        pass
-    return None
 
 
 def fingerprint_files(model_dir: Path, precision: str) -> str:
@@ -158,6 +129,7 @@ class TorchBackend:
         self._settings = settings
         self._info: ModelInfo | None = None
         self._loaded: _Loaded | None = None
+        self._trimmed_at = time.monotonic()
 
     @property
     def info(self) -> ModelInfo:
@@ -194,7 +166,7 @@ class TorchBackend:
         import torch
 
         s = self._settings
-        threads = s.torch_threads or auto_torch_threads()
+        threads = s.torch_threads or max(1, usable_cpus() // s.effective_model_workers)
         torch.set_num_threads(threads)
 
         model_dir = Path(s.model_path)
@@ -269,6 +241,11 @@ class TorchBackend:
         with torch.inference_mode():
             probs = torch.softmax(self._loaded.forward(batch).double(), dim=-1)
         result: list[list[float]] = probs.tolist()
+        now = time.monotonic()
+        if now - self._trimmed_at >= _TRIM_INTERVAL_S:
+            # glibc keeps freed batch activations in its heaps; hand them back now and then (a few ms).
+            self._trimmed_at = now
+            _release_free_memory()
         return result
 
 

@@ -35,6 +35,7 @@ class BatchLimits:
     max_wait_ms: float = 2.0
     max_queue: int = 512
     retry_after_seconds: int = 1
+    workers: int = 1  # model worker threads, each running one batch at a time
 
 
 @dataclass(eq=False)
@@ -63,7 +64,11 @@ def plan_batches(items: Sequence[_Item], max_size: int, max_tokens: int) -> list
 
 
 class Batcher:
-    """The queue, owned by one task, in front of one model worker thread."""
+    """The queue, owned by one task, in front of ``limits.workers`` model worker threads.
+
+    A batch is formed whenever a worker is free (drain-when-free, with an optional short wait), from
+    everything queued; with several workers, batches run side by side, each on its own thread.
+    """
 
     def __init__(self, backend: Backend, limits: BatchLimits, metrics: Metrics) -> None:
         self._backend = backend
@@ -73,7 +78,9 @@ class Batcher:
         self._pending = 0  # texts accepted and not yet answered or dropped
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-worker")
+        self._executor = ThreadPoolExecutor(max_workers=limits.workers, thread_name_prefix="model-worker")
+        self._free = asyncio.Semaphore(limits.workers)
+        self._running: set[asyncio.Task[None]] = set()
 
     @property
     def pending(self) -> int:
@@ -89,6 +96,8 @@ class Batcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        for task in list(self._running):
+            task.cancel()
         for item in self._queue:
             if not item.future.done():
                 item.future.set_exception(InferenceFailed("server is shutting down"))
@@ -97,7 +106,7 @@ class Batcher:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def run_in_worker(self, fn: Callable[[], T]) -> T:
-        """Run a blocking callable (load, warm-up) on the model thread, so torch runs on one thread only."""
+        """Run a blocking callable (load, warm-up) on a model worker thread, off the event loop."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, fn)
 
@@ -153,17 +162,29 @@ class Batcher:
             self._wakeup.clear()
             if not self._queue:
                 continue
+            await self._free.acquire()  # a worker is free: form a batch from what is queued now
             if limits.max_wait_ms > 0 and len(self._queue) < limits.max_batch_size:
                 await asyncio.sleep(limits.max_wait_ms / 1000)
                 self._wakeup.clear()
-            items = self._take()
-            for batch in plan_batches(items, limits.max_batch_size, limits.max_batch_tokens):
+            holding = True
+            for batch in plan_batches(self._take(), limits.max_batch_size, limits.max_batch_tokens):
                 live = [it for it in batch if not it.future.done()]
                 if len(live) < len(batch):
                     self._drop(len(batch) - len(live))
                 if not live:
                     continue
-                await self._run_batch(loop, live)
+                if not holding:
+                    await self._free.acquire()
+                holding = False
+                task = asyncio.create_task(self._run_batch(loop, live), name="sentiment-batch")
+                self._running.add(task)
+                task.add_done_callback(self._finished)
+            if holding:
+                self._free.release()
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._free.release()
 
     async def _run_batch(self, loop: asyncio.AbstractEventLoop, batch: list[_Item]) -> None:
         ids = [it.ids for it in batch]

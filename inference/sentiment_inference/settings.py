@@ -16,6 +16,7 @@ ENV_PREFIX = "SENTIMENT_"
 # SENTIMENT_MAX_LENGTH so one full-length text fits). Smaller batches stay in the CPU caches: on a 2-vCPU
 # AVX2 machine 512 gave +40-55 % texts/s at saturation and a lower peak RSS than 8192.
 DEFAULT_BATCH_TOKENS = 512
+MAX_AUTO_WORKERS = 8  # more single-threaded workers mostly contend for the GIL between operations
 
 
 class Settings(BaseSettings):
@@ -72,6 +73,14 @@ class Settings(BaseSettings):
         le=256,
         description="torch intra-op threads for the model worker (0 = the CPUs this container may use, "
         "from the cgroup quota and CPU affinity).",
+    )
+    model_workers: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="Model worker threads, each running one batch at a time, side by side (0 = one per CPU "
+        "this container may use, at most 8). With SENTIMENT_TORCH_THREADS=0 the CPUs are split between them. "
+        "1 = one batch at a time on all CPUs: the lowest latency for a lone request, less throughput.",
     )
     max_batch_size: int = Field(32, ge=1, le=1024, description="Most texts in one model batch.")
     max_batch_tokens: int | None = Field(
@@ -149,6 +158,13 @@ class Settings(BaseSettings):
                 f"SENTIMENT_MAX_TEXTS_PER_REQUEST ({self.max_texts_per_request})"
             )
         return self
+
+    @property
+    def effective_model_workers(self) -> int:
+        """SENTIMENT_MODEL_WORKERS, with 0 resolved to one worker per usable CPU (at most 8)."""
+        from sentiment_inference.cpus import usable_cpus
+
+        return self.model_workers or min(usable_cpus(), MAX_AUTO_WORKERS)
 
     @property
     def effective_max_batch_tokens(self) -> int:

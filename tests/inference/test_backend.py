@@ -7,7 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from sentiment_inference.backend import ModelLoadError, TorchBackend, auto_torch_threads
+from sentiment_inference.backend import ModelLoadError, TorchBackend
+from sentiment_inference.cpus import usable_cpus
 from sentiment_inference.devmodel import synthetic_dataset, write_devmodel
 from sentiment_inference.settings import Settings
 
@@ -113,5 +114,5 @@ def test_config_without_labels_is_refused(tiny_model_dir: Path, tmp_path: Path) 
         _load(single)
 
 
-def test_auto_threads_is_at_least_one() -> None:
-    assert auto_torch_threads() >= 1
+def test_usable_cpus_is_at_least_one() -> None:
+    assert usable_cpus() >= 1

@@ -40,6 +40,41 @@ def test_plan_batches_sorts_and_caps_by_count_and_tokens() -> None:
     assert [[len(i.ids) for i in b] for b in oversized] == [[2], [40]]
 
 
+async def _until(condition: Callable[[], bool]) -> None:
+    """Poll ``condition`` every 10 ms, for at most 5 seconds."""
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not met in time")
+
+
+async def test_two_workers_run_two_batches_side_by_side_and_no_more() -> None:
+    gate = threading.Event()
+    backend = FakeBackend(batch_gate=gate)
+    batcher = Batcher(backend, BatchLimits(max_batch_size=32, max_wait_ms=0, workers=2), Metrics())
+    batcher.start()
+    try:
+        first = asyncio.create_task(batcher.submit(backend.tokenize(["one"])))
+        await _until(lambda: len(backend.batches) == 1)
+        # The first batch is still blocked in the model, yet the second worker takes the next request.
+        second = asyncio.create_task(batcher.submit(backend.tokenize(["two"])))
+        await _until(lambda: len(backend.batches) == 2)
+        # Both workers busy: the third request waits in the queue.
+        third = asyncio.create_task(batcher.submit(backend.tokenize(["three", "four"])))
+        await asyncio.sleep(0.1)
+        assert len(backend.batches) == 2
+        assert batcher.pending == 4
+        gate.set()
+        results = await asyncio.gather(first, second, third)
+        assert [len(r) for r in results] == [1, 1, 2]
+        assert backend.batches == [["one"], ["two"], ["four", "three"]]
+        assert batcher.pending == 0
+    finally:
+        gate.set()
+        await batcher.stop()
+
+
 async def test_concurrent_requests_share_a_batch_when_the_model_frees_up() -> None:
     gate = threading.Event()
     backend = FakeBackend(batch_gate=gate)

@@ -1,6 +1,9 @@
-"""The server's batch token budget: 512 by default, raised to SENTIMENT_MAX_LENGTH, an explicit value wins."""
+"""Derived settings: the batch token budget (512, raised to SENTIMENT_MAX_LENGTH) and the model workers."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import pytest
 from sentiment_inference.app import batch_limits
@@ -41,3 +44,34 @@ def test_explicit_budget_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SENTIMENT_MAX_BATCH_TOKENS", "8")
     with pytest.raises(ValueError, match="greater than or equal to 16"):
         Settings()
+
+
+def test_model_workers_default_to_one_per_usable_cpu_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sentiment_inference import cpus
+
+    for name in list(os.environ):
+        if name.startswith("SENTIMENT_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setattr(cpus, "usable_cpus", lambda: 2)
+    assert Settings().model_workers == 0
+    assert Settings().effective_model_workers == 2
+    monkeypatch.setattr(cpus, "usable_cpus", lambda: 48)
+    assert Settings().effective_model_workers == 8  # MAX_AUTO_WORKERS
+    monkeypatch.setenv("SENTIMENT_MODEL_WORKERS", "3")
+    assert Settings().effective_model_workers == 3  # explicit wins, even above the auto cap
+
+
+def test_torch_threads_are_split_between_workers(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sentiment_inference import backend as backend_module
+
+    monkeypatch.setattr(backend_module, "usable_cpus", lambda: 4)
+    loaded = backend_module.TorchBackend(Settings(model_path=str(tiny_model_dir), model_workers=2))
+    loaded.load()
+    assert loaded.info.torch_threads == 2
+    explicit = backend_module.TorchBackend(
+        Settings(model_path=str(tiny_model_dir), model_workers=2, torch_threads=3)
+    )
+    explicit.load()
+    assert explicit.info.torch_threads == 3  # SENTIMENT_TORCH_THREADS is per worker
