@@ -220,6 +220,7 @@ def server_env(name: str, namespace: str, spec: SentimentModelSpec, model: Model
         "SENTIMENT_MAX_LENGTH": model.max_sequence_length,
         "SENTIMENT_QUANTIZATION": model.precision,
         "SENTIMENT_TORCH_THREADS": server.torch_threads,
+        "SENTIMENT_MODEL_WORKERS": server.model_workers,
         "SENTIMENT_MAX_BATCH_SIZE": server.batching.max_batch_size,
         # Always explicit, so the pod does not depend on the image's default.
         "SENTIMENT_MAX_BATCH_TOKENS": spec.effective_max_batch_tokens(model),

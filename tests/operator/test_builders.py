@@ -199,6 +199,20 @@ def test_server_env_contract() -> None:
     assert server(children)["ports"] == [{"name": "http", "containerPort": 9000, "protocol": "TCP"}]
 
 
+def test_model_workers_reach_stable_and_canary_server_env() -> None:
+    default = build(routing={"enabled": True, "canary": {}})
+    assert env_of(server(default))["SENTIMENT_MODEL_WORKERS"] == "0"
+    children = build(
+        server={"modelWorkers": 1, "torchThreads": 2},
+        routing={"enabled": True, "canary": {"model": {"id": "new", "precision": "int8"}}},
+    )
+    assert children.canary_deployment is not None
+    for deployment in (children.deployment, children.canary_deployment):
+        env = env_of(deployment["spec"]["template"]["spec"]["containers"][0])
+        assert env["SENTIMENT_MODEL_WORKERS"] == "1"
+        assert env["SENTIMENT_TORCH_THREADS"] == "2"
+
+
 def test_managed_redis_wait_containers_and_redis_objects() -> None:
     children = build()
     assert init_names(children.deployment) == ["wait-redis-dns", "wait-redis-ping"]

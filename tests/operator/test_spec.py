@@ -34,6 +34,8 @@ def test_empty_spec_takes_the_documented_defaults() -> None:
     assert spec.pod_security == "restricted"
     assert spec.server.path_prefix == "/project"  # resolved from metadata.name
     assert spec.server.port == 8000
+    assert spec.server.torch_threads == 0
+    assert spec.server.model_workers == 0  # 0 = the server picks one worker per usable CPU
     assert spec.server.batching.max_batch_size == 32
     assert spec.server.limits.max_body_bytes == 1048576
     assert spec.cache.mode == "managed"
@@ -206,6 +208,8 @@ BAD_SPECS: list[tuple[dict[str, Any], str, str]] = [
     ({"server": {"pathPrefix": "/a b"}}, "spec.server.pathPrefix", ""),
     ({"server": {"port": 80}}, "spec.server.port", "1024"),
     ({"server": {"logLevel": "verbose"}}, "spec.server.logLevel", ""),
+    ({"server": {"modelWorkers": -1}}, "spec.server.modelWorkers", "greater than or equal to 0"),
+    ({"server": {"modelWorkers": 65}}, "spec.server.modelWorkers", "less than or equal to 64"),
     (
         {"server": {"batching": {"maxBatchTokens": 256}}},
         "spec.server.batching.maxBatchTokens",
