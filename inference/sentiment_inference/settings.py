@@ -71,8 +71,8 @@ class Settings(BaseSettings):
         0,
         ge=0,
         le=256,
-        description="torch intra-op threads for the model worker (0 = the CPUs this container may use, "
-        "from the cgroup quota and CPU affinity).",
+        description="torch intra-op threads per model worker (0 = the CPUs this container may use, from the "
+        "cgroup quota and CPU affinity, split between the workers).",
     )
     model_workers: int = Field(
         0,
