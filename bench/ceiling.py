@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -26,49 +27,73 @@ def texts_like_the_load_test(count: int) -> list[str]:
 
 
 def measure(
-    model: str, precision: str, batch: int, seconds: float, threads: int = 0, others: tuple[int, ...] = ()
+    model: str,
+    precision: str,
+    batch: int,
+    seconds: float,
+    threads: int = 0,
+    others: tuple[int, ...] = (),
+    workers: int = 0,
 ) -> dict[str, object]:
     """Load the model like the server does, warm up, then run full batches for about ``seconds``.
 
-    ``others``: more batch sizes to time (half as long each), reported under ``by_batch_size`` so one can
-    see where this CPU's per-text cost is lowest.
+    ``workers`` threads (0 = the server's default) each run their own batches side by side, as the server's
+    model workers do. ``others``: more batch sizes to time (half as long each), reported under
+    ``by_batch_size`` so one can see where this CPU's per-text cost is lowest.
     """
     from sentiment_inference.backend import TorchBackend
     from sentiment_inference.settings import Settings
 
-    settings = Settings(model_path=model, quantization=precision, torch_threads=threads)  # type: ignore[arg-type]
+    settings = Settings(
+        model_path=model,
+        quantization=precision,  # type: ignore[arg-type]
+        torch_threads=threads,
+        model_workers=workers,
+    )
     backend = TorchBackend(settings)
     backend.load()
     backend.warmup()
-    result: dict[str, object] = {"precision": precision, **_run(backend, batch, seconds)}
+    n = settings.effective_model_workers
+    result: dict[str, object] = {"precision": precision, **_run(backend, batch, seconds, n)}
     result["torch_threads"] = backend.info.torch_threads
+    result["workers"] = n
     if others:
-        result["by_batch_size"] = {str(b): _run(backend, b, seconds / 2)["texts_per_s"] for b in others}
+        result["by_batch_size"] = {str(b): _run(backend, b, seconds / 2, n)["texts_per_s"] for b in others}
     return result
 
 
-def _run(backend: Any, batch: int, seconds: float) -> dict[str, Any]:
+def _run(backend: Any, batch: int, seconds: float, workers: int) -> dict[str, Any]:
     texts = texts_like_the_load_test(batch * 16)
     batches = [texts[i : i + batch] for i in range(0, len(texts), batch)]
     backend.predict(backend.tokenize(batches[0]))
-    done = 0
-    tokens = 0
+    counts: list[tuple[int, int]] = []  # (texts, tokens) per worker
     started = time.perf_counter()
-    while True:
-        # Tokenization is included: the server has to do it too, on the same CPU. Batches are not sorted
-        # by length (consecutive corpus sentences), so they carry typical padding.
-        ids = backend.tokenize(batches[(done // batch) % len(batches)])
-        backend.predict(ids)
-        done += batch
-        tokens += sum(len(x) for x in ids)
-        elapsed = time.perf_counter() - started
-        if elapsed >= seconds and done >= 2 * batch:
-            break
+
+    def work(offset: int) -> None:
+        done = tokens = 0
+        while True:
+            # Tokenization is included: the server has to do it too, on the same CPU. Batches are not
+            # sorted by length (consecutive corpus sentences), so they carry typical length variety.
+            ids = backend.tokenize(batches[(offset + done // batch) % len(batches)])
+            backend.predict(ids)
+            done += batch
+            tokens += sum(len(x) for x in ids)
+            if time.perf_counter() - started >= seconds and done >= 2 * batch:
+                break
+        counts.append((done, tokens))
+
+    threads = [threading.Thread(target=work, args=(i * 7,)) for i in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    done = sum(d for d, _ in counts)
     return {
         "batch_size": batch,
         "texts_per_s": round(done / elapsed, 2),
-        "ms_per_batch": round(1000 * elapsed / (done / batch), 2),
-        "mean_tokens_per_text": round(tokens / done, 1),
+        "ms_per_batch": round(1000 * elapsed * workers / (done / batch), 2),
+        "mean_tokens_per_text": round(sum(t for _, t in counts) / done, 1),
         "seconds": round(elapsed, 2),
     }
 
@@ -80,10 +105,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = the server's default)")
+    parser.add_argument("--workers", type=int, default=0, help="model workers (0 = the server's default)")
     parser.add_argument("--also", default="", help="comma list of more batch sizes to time, e.g. 1,8")
     args = parser.parse_args()
     others = tuple(int(b) for b in args.also.split(",") if b.strip())
-    print(json.dumps(measure(args.model, args.precision, args.batch, args.seconds, args.threads, others)))
+    result = measure(args.model, args.precision, args.batch, args.seconds, args.threads, others, args.workers)
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

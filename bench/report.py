@@ -58,14 +58,15 @@ def render(doc: dict[str, Any]) -> str:
     if doc.get("ceiling"):
         lines.append("")
         lines.append(
-            "| precision | bare-model texts/s at batch 32 | ms per batch | mean tokens/text "
-            "| texts/s at batch 1 | texts/s at batch 8 |"
+            "| precision | workers x torch threads | bare-model texts/s at batch 32 | ms per batch "
+            "| mean tokens/text | texts/s at batch 1 | texts/s at batch 8 |"
         )
-        lines.append("|---|---:|---:|---:|---:|---:|")
+        lines.append("|---|---:|---:|---:|---:|---:|---:|")
         for precision, ceiling in doc["ceiling"].items():
             other = ceiling.get("by_batch_size", {})
             lines.append(
-                f"| {precision} | {_num(ceiling['texts_per_s'])} | {_num(ceiling['ms_per_batch'])} | "
+                f"| {precision} | {ceiling.get('workers', 1)} x {ceiling.get('torch_threads', '?')} | "
+                f"{_num(ceiling['texts_per_s'])} | {_num(ceiling['ms_per_batch'])} | "
                 f"{_num(ceiling['mean_tokens_per_text'])} | {_num(other.get('1'))} | {_num(other.get('8'))} |"
             )
     if doc.get("targets"):

@@ -71,6 +71,9 @@ def test_server_facts_ceiling_and_targets_are_reported(smoke: dict[str, Any]) ->
     ceiling = smoke["ceiling"]["none"]
     assert ceiling["batch_size"] == 32
     assert ceiling["texts_per_s"] > 0
+    # The bare model runs with the server's own worker layout: one worker per CPU here, one thread each.
+    assert ceiling["workers"] * ceiling["torch_threads"] <= max(2, smoke["machine"]["nproc"])
+    assert smoke["servers"]["ours-none"]["model_endpoint"]["runtime"] == "packed"
     assert smoke["machine"]["nproc"] >= 1
     assert smoke["machine"]["cpu_model"]
     targets = {t["target"]: t for t in smoke["targets"]}
