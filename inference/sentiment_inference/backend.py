@@ -1,8 +1,9 @@
-"""The model backend: tokenizer + sequence-classification model, loaded once, run by one worker thread.
+"""The model backend: tokenizer + sequence-classification model, loaded once, shared by the model workers.
 
 Tokenization and the forward pass are split so the batcher can form batches from exact token counts
-(TEI style): ``tokenize`` turns texts into truncated id lists, ``predict`` runs one padded batch and returns
-softmax probabilities in label-id order.
+(TEI style): ``tokenize`` turns texts into truncated id lists, ``predict`` runs one batch of unpadded id lists
+and returns softmax probabilities in label-id order. ``predict`` may run on several worker threads at once
+(the weights are read-only; torch releases the GIL inside its operations).
 """
 
 from __future__ import annotations

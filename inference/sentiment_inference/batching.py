@@ -1,10 +1,11 @@
-"""Micro-batching: one asyncio task forms batches for one model worker thread (TEI style).
+"""Micro-batching: one asyncio task forms batches for the model worker threads (TEI style).
 
 Requests put their tokenized texts in a bounded queue and await one future per text. The batcher task waits
-until the model is free, drains everything queued (after at most ``max_wait_ms`` for more to arrive when less
-than a batch is waiting), drops texts whose request was cancelled, sorts by length to limit padding, cuts
-batches capped by count and by padded tokens, and runs them one by one on a single-thread executor so the
-event loop never blocks. A full queue raises Overloaded at once (HTTP 429) instead of growing latency.
+until a model worker is free, drains everything queued (after at most ``max_wait_ms`` for more to arrive when
+less than a batch is waiting), drops texts whose request was cancelled, sorts by length to limit padding, cuts
+batches capped by count and by padded tokens, and hands each to the next free worker thread (several run side
+by side), so the event loop never blocks. A full queue raises Overloaded at once (HTTP 429) instead of
+growing latency.
 """
 
 from __future__ import annotations
