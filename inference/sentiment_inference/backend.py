@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 _FINGERPRINT_FILES = ("config.json", "tokenizer.json", "vocab.txt", "tokenizer_config.json")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
 _WARMUP_TEXT = "Warming up the sentiment model."
-_TRIM_INTERVAL_S = 5.0
+_TRIM_INTERVAL_S = 1.0
 
 
 class ModelLoadError(Exception):
