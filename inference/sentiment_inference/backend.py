@@ -8,8 +8,8 @@ and returns softmax probabilities in label-id order. ``predict`` may run on seve
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
+import functools
 import hashlib
 import logging
 import time
@@ -356,7 +356,18 @@ def _quantize_int8(model: Any) -> None:
         )
 
 
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, looked up once; None off glibc."""
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return trim
+
+
 def _release_free_memory() -> None:
     """Give freed heap pages back to the OS (glibc keeps them mapped); a no-op elsewhere."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)

@@ -105,7 +105,7 @@ class PackedDistilBert(nn.Module):
         lengths = [len(ids) for ids in batch]
         packing = _Packing.of(lengths)
         ids = torch.tensor([i for seq in batch for i in seq], dtype=torch.long)
-        positions = torch.cat([torch.arange(n) for n in lengths])
+        positions = packing.index.remainder(packing.width)  # each token's place in its own text
         x = self.embedding_norm(self.word_embeddings(ids) + self.position_embeddings(positions))
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
@@ -169,10 +169,10 @@ def load(model_dir: Path) -> tuple[PackedDistilBert, dict[str, Any]] | str:
         return f"config.json: {type(exc).__name__}: {exc}"
     if reason:
         return reason
-    model = PackedDistilBert(config)
-    names = _transformers_names(int(config["n_layers"]))
-    params = dict(model.named_parameters())
     try:
+        model = PackedDistilBert(config)
+        names = _transformers_names(int(config["n_layers"]))
+        params = dict(model.named_parameters())
         with safe_open(str(weights), framework="pt") as f:
             available = set(f.keys())
             wanted = {src for sources in names.values() for src in sources}
@@ -186,6 +186,6 @@ def load(model_dir: Path) -> tuple[PackedDistilBert, dict[str, Any]] | str:
                     if tuple(tensor.shape) != expected:
                         return f"{sources[0]} has shape {tuple(tensor.shape)}, expected {expected}"
                     params[ours].copy_(tensor)
-    except Exception as exc:  # safetensors raises its own SafetensorError, OSError, ...
-        return f"model.safetensors: {type(exc).__name__}: {exc}"
+    except Exception as exc:  # a config value that builds no model; SafetensorError, OSError, ...
+        return f"cannot map model.safetensors onto the packed model: {type(exc).__name__}: {exc}"
     return model.eval(), config

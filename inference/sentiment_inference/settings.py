@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sentiment_inference import cpus
+
 ENV_PREFIX = "SENTIMENT_"
 # Padded-token budget per forward pass when SENTIMENT_MAX_BATCH_TOKENS is unset (raised to
 # SENTIMENT_MAX_LENGTH so one full-length text fits). Smaller batches stay in the CPU caches: on a 2-vCPU
@@ -162,9 +164,7 @@ class Settings(BaseSettings):
     @property
     def effective_model_workers(self) -> int:
         """SENTIMENT_MODEL_WORKERS, with 0 resolved to one worker per usable CPU (at most 8)."""
-        from sentiment_inference.cpus import usable_cpus
-
-        return self.model_workers or min(usable_cpus(), MAX_AUTO_WORKERS)
+        return self.model_workers or min(cpus.usable_cpus(), MAX_AUTO_WORKERS)
 
     @property
     def effective_max_batch_tokens(self) -> int:
