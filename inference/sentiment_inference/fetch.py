@@ -168,12 +168,13 @@ def fetch_model(
         shutil.rmtree(staging)
     staging.mkdir()
     try:
-        load_kwargs: dict[str, object] = {"local_files_only": True} if local else {}
-        if revision and not local:
-            load_kwargs["revision"] = revision
+        # A directory has no revisions; a hub id defaults to its main branch like from_pretrained does.
+        hub_revision = revision if revision and not local else "main"
         try:
-            tokenizer = AutoTokenizer.from_pretrained(src, **load_kwargs)
-            model = AutoModelForSequenceClassification.from_pretrained(src, **load_kwargs)
+            tokenizer = AutoTokenizer.from_pretrained(src, local_files_only=local, revision=hub_revision)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                src, local_files_only=local, revision=hub_revision
+            )
         except (OSError, ValueError, KeyError) as exc:
             raise FetchError(f"cannot load a model and tokenizer from {src}: {exc}") from exc
         tokenizer.save_pretrained(str(staging))
