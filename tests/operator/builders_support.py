@@ -14,7 +14,6 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
 GOLDEN = Path(__file__).resolve().parent / "golden"
 CRD_FILE = REPO / "crds" / "sentimentmodel.yaml"
-ISTIO_SCHEMAS = REPO.parent / "shared" / "schemas" / "istio"
 
 
 def example_files() -> list[Path]:
