@@ -133,7 +133,7 @@ async def test_overload_sheds_fast_and_loses_nothing(
     report(
         "case 4: overload at 3x capacity",
         f"SENTIMENT_MAX_QUEUE={MAX_QUEUE} texts, {TEXTS_PER_REQUEST} unique ~60-word texts per request, "
-        "cache off, 4-layer 256-wide model on 1 torch thread; "
+        "cache off, 6-layer 512-wide model on 1 torch thread; "
         f"measured capacity {capacity:.1f} req/s ({summarize(calibration)}); open-loop "
         f"{n_requests} requests at {rate:.1f} req/s",
         f"sent {n_requests} = {len(ok)} x 200 + {len(rejected)} x 429/503 (all with Retry-After), 0 lost, "
