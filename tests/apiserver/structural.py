@@ -15,6 +15,7 @@ import copy
 from typing import Any
 
 import cel
+import jsonschema
 
 Schema = dict[str, Any]
 
@@ -118,8 +119,38 @@ def cel_failures(value: Any, schema: Schema | None, path: str, old: Any = None) 
     return failures
 
 
-def store(obj: dict[str, Any], schema: Schema, old: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What the API server stores for a custom resource: pruned, defaulted, CEL-checked (``Invalid``)."""
+def _as_json_schema(node: Any) -> Any:
+    """Kubernetes-flavoured OpenAPI v3 as JSON Schema (int-or-string, nullable; the x- extensions dropped)."""
+    if isinstance(node, list):
+        return [_as_json_schema(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {
+        k: _as_json_schema(v) for k, v in node.items() if not k.startswith("x-kubernetes") and k != "nullable"
+    }
+    if node.get("x-kubernetes-int-or-string"):
+        out.pop("type", None)
+        out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+    if node.get("nullable") and "type" in out:
+        out["type"] = [out["type"], "null"]
+    return out
+
+
+def schema_errors(value: Any, schema: Schema) -> list[str]:
+    """OpenAPI validation (types, enums, bounds, patterns, required) with the API server's field paths."""
+    validator = jsonschema.Draft7Validator(_as_json_schema(schema))
+    out = []
+    for error in sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path)):
+        path = ".".join(str(p) for p in error.absolute_path)
+        out.append(f"{path}: Invalid value: {error.message}")
+    return out
+
+
+def store(
+    obj: dict[str, Any], schema: Schema, old: dict[str, Any] | None = None, *, validate: bool = True
+) -> dict[str, Any]:
+    """What the API server stores for a custom resource: pruned, defaulted, then checked against the schema
+    and its CEL rules (``Invalid``; ``validate=False`` skips the checks, as for a CRD that has none)."""
     meta = {k: copy.deepcopy(v) for k, v in (obj.get("metadata") or {}).items() if k in _META_KEPT}
     body = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")}
     top = {
@@ -129,7 +160,10 @@ def store(obj: dict[str, Any], schema: Schema, old: dict[str, Any] | None = None
     }
     pruned = prune(body, {**schema, "properties": top})
     defaulted = apply_defaults(pruned, schema)
-    failures = []
+    if not validate:
+        return {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "metadata": meta, **defaulted}
+    body_schema = {**schema, "properties": top}
+    failures = schema_errors(defaulted, body_schema)
     for key, sub in (schema.get("properties") or {}).items():
         if key in defaulted:
             failures += cel_failures(defaulted[key], sub, key, (old or {}).get(key))

@@ -90,3 +90,13 @@ def test_crd_list_types_come_from_the_schema() -> None:
     info = TypeInfo("SentimentModel", crd_schema=SCHEMA)
     assert info.list_type(("status", "conditions")).keys == ("type",)
     assert info.list_type(("spec", "tolerations")).atomic
+
+
+def test_the_openapi_schema_is_enforced() -> None:
+    """ "Validation": types, enums and bounds of the schema are checked (422) after pruning and defaulting."""
+    with pytest.raises(Invalid, match=r"spec\.model\.precision: Invalid value: 'fp16' is not one of"):
+        store(model({"model": {"precision": "fp16"}}), SCHEMA)
+    with pytest.raises(Invalid, match=r"spec\.replicas: Invalid value: 'two' is not of type 'integer'"):
+        store(model({"replicas": "two"}), SCHEMA)
+    # A CRD without these checks stores what it is given (minus unknown fields).
+    assert store(model({"replicas": "two"}), SCHEMA, validate=False)["spec"]["replicas"] == "two"

@@ -7,13 +7,14 @@ from collections.abc import AsyncIterator
 
 import kmock
 import pytest
-from operator_emulator import NAMESPACE, ApiServer, Cluster, OperatorHandle
+from apiserver.server import ApiServer, project_crd_schemas
+from operator_emulator import NAMESPACE, Cluster, OperatorHandle
 from sentiment_operator.rbac import REQUIRED_PERMISSIONS
 
 
 @pytest.fixture
 async def cluster() -> AsyncIterator[Cluster]:
-    async with ApiServer() as api, kmock.Server(api) as server:
+    async with ApiServer(crd_schemas=project_crd_schemas()) as api, kmock.Server(api) as server:
         api.register()
         api.objects["v1/namespaces", None, NAMESPACE] = {"metadata": {"name": NAMESPACE}}
         c = Cluster(api=api, url=str(server.url).rstrip("/"))

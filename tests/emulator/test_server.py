@@ -1,0 +1,346 @@
+"""The test API server over HTTP (tests/apiserver/server.py): each behaviour a client relies on, as a client
+sees it, with the documented kube-apiserver behaviour it reproduces."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import kmock
+import pytest
+from apiserver.server import ApiServer, project_crd_schemas
+
+DEPLOYMENTS = "/apis/apps/v1/namespaces/default/deployments"
+MODELS = "/apis/serving.sentiment.dev/v1alpha1/namespaces/default/sentimentmodels"
+APPLY = "application/apply-patch+yaml"
+
+
+@dataclass
+class Answer:
+    status: int
+    body: Any
+
+
+@dataclass
+class Api:
+    server: ApiServer
+    url: str
+
+    async def call(
+        self, method: str, path: str, body: Any = None, content_type: str = "application/json", **params: str
+    ) -> Answer:
+        data = body if isinstance(body, str) else None if body is None else json.dumps(body)
+        headers = {"Content-Type": content_type, "User-Agent": "emulator-test/1.0"}
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
+            session.request(method, self.url + path, data=data, headers=headers, params=params) as resp,
+        ):
+            return Answer(resp.status, await resp.json(content_type=None))
+
+    async def ok(
+        self, method: str, path: str, body: Any = None, content_type: str = "application/json", **params: str
+    ) -> Any:
+        answer = await self.call(method, path, body, content_type, **params)
+        assert answer.status < 300, answer
+        return answer.body
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[Api]:
+    async with ApiServer(crd_schemas=project_crd_schemas()) as server, kmock.Server(server) as http:
+        server.register()
+        yield Api(server, str(http.url).rstrip("/"))
+
+
+def deployment(name: str = "d", **pod: Any) -> dict[str, Any]:
+    pod.setdefault("containers", [{"name": "app", "image": "app:1"}])
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": pod},
+        },
+    }
+
+
+def model(name: str = "m", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "serving.sentiment.dev/v1alpha1",
+        "kind": "SentimentModel",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+# ------------------------------------------------------------------------------------------ server-side apply
+
+
+async def test_apply_creates_prunes_and_conflicts(api: Api) -> None:
+    """Server-side apply ("Field management", "Conflicts"): create on apply, fields no longer applied are
+    removed, a field another manager set is a 409 naming it, and force takes it over."""
+    first = deployment(initContainers=[{"name": "wait", "image": "busybox:1"}], nodeSelector={"pool": "a"})
+    created = await api.call("PATCH", f"{DEPLOYMENTS}/d", json.dumps(first), APPLY, fieldManager="op")
+    assert created.status == 201
+    assert created.body["metadata"]["managedFields"][0]["manager"] == "op"
+    second = await api.ok("PATCH", f"{DEPLOYMENTS}/d", json.dumps(deployment()), APPLY, fieldManager="op")
+    assert "initContainers" not in second["spec"]["template"]["spec"]
+    assert "nodeSelector" not in second["spec"]["template"]["spec"]
+
+    await api.ok("PATCH", f"{DEPLOYMENTS}/d", {"spec": {"replicas": 3}}, "application/merge-patch+json")
+    mine = {**deployment(), "spec": {**deployment()["spec"], "replicas": 1}}
+    conflict = await api.call("PATCH", f"{DEPLOYMENTS}/d", json.dumps(mine), APPLY, fieldManager="op")
+    assert conflict.status == 409
+    assert conflict.body["reason"] == "Conflict"
+    assert 'conflict with "emulator-test" using apps/v1: .spec.replicas' in conflict.body["message"]
+    forced = await api.ok(
+        "PATCH", f"{DEPLOYMENTS}/d", json.dumps(mine), APPLY, fieldManager="op", force="true"
+    )
+    assert forced["spec"]["replicas"] == 1
+
+
+async def test_apply_needs_a_field_manager_and_accepts_yaml(api: Api) -> None:
+    missing = await api.call("PATCH", f"{DEPLOYMENTS}/d", json.dumps(deployment()), APPLY)
+    assert missing.status == 400
+    assert "fieldManager is required" in missing.body["message"]
+    as_yaml = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  replicas: 2\n"
+    created = await api.ok("PATCH", f"{DEPLOYMENTS}/d", as_yaml, APPLY, fieldManager="kubectl")
+    assert created["spec"]["replicas"] == 2
+
+
+async def test_update_entries_are_recorded_for_merge_patches(api: Api) -> None:
+    """managedFields has an Update entry for the manager of a create or merge patch (from fieldManager, else
+    the user agent), so that a later apply by that controller can be migrated (csaupgrade)."""
+    await api.ok("POST", DEPLOYMENTS, deployment())
+    patched = await api.ok(
+        "PATCH",
+        f"{DEPLOYMENTS}/d",
+        {"spec": {"paused": True}},
+        "application/merge-patch+json",
+        fieldManager="op",
+    )
+    entries = {(e["manager"], e["operation"]) for e in patched["metadata"]["managedFields"]}
+    assert entries == {("emulator-test", "Update"), ("op", "Update")}
+
+
+# ----------------------------------------------------------------------------------------------- patches
+
+
+async def test_strategic_merge_patch_merges_containers_and_is_refused_for_custom_resources(api: Api) -> None:
+    """Strategic merge patch merges containers by name (k8s.io/api patchMergeKey); custom resources do not
+    support it (415)."""
+    await api.ok("POST", DEPLOYMENTS, deployment())
+    patch = {"spec": {"template": {"spec": {"containers": [{"name": "side", "image": "side:1"}]}}}}
+    merged = await api.ok("PATCH", f"{DEPLOYMENTS}/d", patch, "application/strategic-merge-patch+json")
+    assert [c["name"] for c in merged["spec"]["template"]["spec"]["containers"]] == ["app", "side"]
+    await api.ok("POST", MODELS, model())
+    refused = await api.call("PATCH", f"{MODELS}/m", {"spec": {}}, "application/strategic-merge-patch+json")
+    assert refused.status == 415
+
+
+async def test_merge_patch_replaces_lists_and_null_deletes(api: Api) -> None:
+    await api.ok("POST", DEPLOYMENTS, deployment(nodeSelector={"a": "b"}))
+    patch = {
+        "spec": {
+            "template": {"spec": {"containers": [{"name": "side", "image": "s:1"}], "nodeSelector": None}}
+        }
+    }
+    merged = await api.ok("PATCH", f"{DEPLOYMENTS}/d", patch, "application/merge-patch+json")
+    assert [c["name"] for c in merged["spec"]["template"]["spec"]["containers"]] == ["side"]
+    assert "nodeSelector" not in merged["spec"]["template"]["spec"]
+
+
+async def test_json_patch_test_failure_is_422(api: Api) -> None:
+    await api.ok("POST", DEPLOYMENTS, deployment())
+    failed = await api.call(
+        "PATCH",
+        f"{DEPLOYMENTS}/d",
+        [{"op": "test", "path": "/metadata/resourceVersion", "value": "0"}],
+        "application/json-patch+json",
+    )
+    assert failed.status == 422
+
+
+async def test_put_with_a_stale_resource_version_is_a_conflict(api: Api) -> None:
+    """Optimistic concurrency (API conventions, "Concurrency Control and Consistency"): an update whose
+    resourceVersion is not the stored one is a 409."""
+    created = await api.ok("POST", DEPLOYMENTS, deployment())
+    await api.ok("PATCH", f"{DEPLOYMENTS}/d", {"spec": {"replicas": 2}}, "application/merge-patch+json")
+    stale = await api.call("PUT", f"{DEPLOYMENTS}/d", created)
+    assert stale.status == 409
+    assert "the object has been modified" in stale.body["message"]
+
+
+# ---------------------------------------------------------------------------------- dropping and defaults
+
+
+async def test_the_stored_object_is_what_a_real_server_stores(api: Api) -> None:
+    """omitempty zero values are dropped and defaults set, so reading back differs from what was sent the
+    way it does on a real cluster."""
+    sent = deployment(containers=[{"name": "app", "image": "app:1", "env": [{"name": "P", "value": ""}]}])
+    stored = await api.ok("POST", DEPLOYMENTS, sent)
+    container = stored["spec"]["template"]["spec"]["containers"][0]
+    assert container["env"] == [{"name": "P"}]
+    assert container["imagePullPolicy"] == "IfNotPresent"
+    assert stored["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert stored["metadata"]["generation"] == 1
+
+
+async def test_a_write_that_changes_nothing_is_not_written(api: Api) -> None:
+    """An update that leaves the object as it is keeps its resourceVersion and sends no watch event."""
+    created = await api.ok("POST", DEPLOYMENTS, deployment())
+    again = await api.ok(
+        "PATCH", f"{DEPLOYMENTS}/d", {"spec": {"replicas": 1}}, "application/merge-patch+json"
+    )
+    assert again["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]
+    same = await api.ok(
+        "PATCH", f"{DEPLOYMENTS}/d", json.dumps(deployment()), APPLY, fieldManager="emulator-test"
+    )
+    changed = await api.ok(
+        "PATCH", f"{DEPLOYMENTS}/d", {"spec": {"replicas": 4}}, "application/merge-patch+json"
+    )
+    assert int(changed["metadata"]["resourceVersion"]) > int(same["metadata"]["resourceVersion"])
+
+
+# ----------------------------------------------------------------------------------------- custom resources
+
+
+async def test_custom_resources_are_pruned_defaulted_and_validated(api: Api) -> None:
+    """CRD structural schema: unknown fields pruned, defaults set, CEL rules enforced (422)."""
+    stored = await api.ok("POST", MODELS, {**model(replicaz=2), "bogus": 1})
+    assert "replicaz" not in stored["spec"]
+    assert "bogus" not in stored
+    assert stored["spec"]["model"]["id"] == "distilbert-base-uncased-finetuned-sst-2-english"
+    invalid = await api.call(
+        "POST", MODELS, model("n", autoscaling={"enabled": True, "minReplicas": 5, "maxReplicas": 2})
+    )
+    assert invalid.status == 422
+    assert "minReplicas must be less than or equal to maxReplicas" in invalid.body["message"]
+
+
+async def test_status_subresource_rules_and_generation(api: Api) -> None:
+    """Status subresource: main-resource writes ignore status, /status writes ignore the rest; generation
+    bumps on spec changes only."""
+    created = await api.ok("POST", MODELS, {**model(replicas=1), "status": {"observedGeneration": 7}})
+    assert "status" not in created
+    assert created["metadata"]["generation"] == 1
+    status = await api.ok(
+        "PATCH",
+        f"{MODELS}/m/status",
+        {"spec": {"replicas": 9}, "status": {"observedGeneration": 1}},
+        "application/merge-patch+json",
+    )
+    assert status["status"] == {"observedGeneration": 1}
+    assert status["spec"]["replicas"] == 1
+    assert status["metadata"]["generation"] == 1
+    labelled = await api.ok(
+        "PATCH", f"{MODELS}/m", {"metadata": {"labels": {"a": "b"}}}, "application/merge-patch+json"
+    )
+    assert labelled["metadata"]["generation"] == 1
+    respec = await api.ok("PATCH", f"{MODELS}/m", {"spec": {"replicas": 2}}, "application/merge-patch+json")
+    assert respec["metadata"]["generation"] == 2
+    assert respec["status"] == {"observedGeneration": 1}
+
+
+# ---------------------------------------------------------------------------------- selectors and watches
+
+
+async def test_list_and_watch_filter_by_label_selector(api: Api) -> None:
+    await api.ok("POST", DEPLOYMENTS, deployment("a"))
+    await api.ok("POST", DEPLOYMENTS, deployment("b"))
+    listed = await api.ok("GET", DEPLOYMENTS, labelSelector="app=b")
+    assert [item["metadata"]["name"] for item in listed["items"]] == ["b"]
+    assert listed["metadata"]["resourceVersion"].isdigit()
+    bad = await api.call("GET", DEPLOYMENTS, labelSelector="app in b")
+    assert bad.status == 400
+
+    events: list[dict[str, Any]] = []
+
+    async def watch() -> None:
+        timeout = aiohttp.ClientTimeout(total=10)
+        params = {"watch": "true", "labelSelector": "app=c"}
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.get(api.url + DEPLOYMENTS, params=params) as resp,
+        ):
+            async for line in resp.content:
+                if line.strip():
+                    events.append(json.loads(line))
+
+    task = asyncio.create_task(watch())
+    await asyncio.sleep(0.2)
+    await api.ok("POST", DEPLOYMENTS, deployment("c"))
+    await api.ok("POST", DEPLOYMENTS, deployment("e"))
+    for _ in range(50):
+        if events:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.2)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "c")]
+
+
+async def test_a_watch_from_the_lists_version_sends_only_later_changes(api: Api) -> None:
+    """A watch that continues from a list's resourceVersion sees what changed after it, not the list again."""
+    await api.ok("POST", DEPLOYMENTS, deployment("a"))
+    listed = await api.ok("GET", DEPLOYMENTS)
+    await api.ok("POST", DEPLOYMENTS, deployment("b"))
+    events: list[dict[str, Any]] = []
+
+    async def watch() -> None:
+        params = {"watch": "true", "resourceVersion": listed["metadata"]["resourceVersion"]}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(api.url + DEPLOYMENTS, params=params) as resp,
+        ):
+            async for line in resp.content:
+                if line.strip():
+                    events.append(json.loads(line))
+
+    task = asyncio.create_task(watch())
+    for _ in range(50):
+        if events:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.2)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert [e["object"]["metadata"]["name"] for e in events] == ["b"]
+
+
+# ------------------------------------------------------------------------------------- garbage collection
+
+
+async def test_deleting_an_owner_deletes_its_dependents(api: Api) -> None:
+    """Background cascading deletion: dependents whose owners are all gone are deleted; one with a
+    remaining owner stays."""
+    owner = await api.ok("POST", MODELS, model())
+    other = await api.ok("POST", MODELS, model("keep"))
+
+    def ref(obj: dict[str, Any]) -> dict[str, Any]:
+        meta = obj["metadata"]
+        return {
+            "apiVersion": obj["apiVersion"],
+            "kind": "SentimentModel",
+            "name": meta["name"],
+            "uid": meta["uid"],
+        }
+
+    child = deployment("child")
+    child["metadata"]["ownerReferences"] = [ref(owner)]
+    shared = deployment("shared")
+    shared["metadata"]["ownerReferences"] = [ref(owner), ref(other)]
+    await api.ok("POST", DEPLOYMENTS, child)
+    await api.ok("POST", DEPLOYMENTS, shared)
+    await api.ok("DELETE", f"{MODELS}/m")
+    assert (await api.call("GET", f"{DEPLOYMENTS}/child")).status == 404
+    assert (await api.call("GET", f"{DEPLOYMENTS}/shared")).status == 200
