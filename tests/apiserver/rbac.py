@@ -125,8 +125,9 @@ def owner_reference_violations(
     obj: dict[str, Any],
     previous: dict[str, Any] | None,
     plural_of: dict[tuple[str, str], str],
-) -> list[str]:
-    """OwnerReferencesPermissionEnforcement: the blockOwnerDeletion references the user may not set."""
+) -> list[tuple[Attributes, str]]:
+    """OwnerReferencesPermissionEnforcement: the blockOwnerDeletion references the user may not set (the
+    permission missing and the API server's message for each)."""
     before = {
         (ref.get("uid"), bool(ref.get("blockOwnerDeletion")))
         for ref in ((previous or {}).get("metadata") or {}).get("ownerReferences") or []
@@ -141,7 +142,10 @@ def owner_reference_violations(
         attrs = Attributes("update", group, plural, "finalizers", ref.get("name", ""), namespace)
         if not authorizer.allowed(attrs):
             out.append(
-                "cannot set blockOwnerDeletion if an ownerReference refers to a resource you can't set "
-                f"finalizers on: {authorizer.forbidden_message(attrs)}, {ref}"
+                (
+                    attrs,
+                    "cannot set blockOwnerDeletion if an ownerReference refers to a resource you can't set "
+                    f"finalizers on: {authorizer.forbidden_message(attrs)}, {ref}",
+                )
             )
     return out

@@ -348,7 +348,10 @@ class ApiServer(kmock.KubernetesEmulator):
             }
             problems = rbac.owner_reference_violations(self.authorizer, new, live, plural_of)
             if problems:
-                raise ApiError(403, "Forbidden", f'{what} "{meta.get("name")}" is forbidden: {problems[0]}')
+                self.denied += [attrs for attrs, _ in problems]
+                raise ApiError(
+                    403, "Forbidden", f'{what} "{meta.get("name")}" is forbidden: {problems[0][1]}'
+                )
         spec = podsecurity.pod_spec_of(new)
         namespace = self._namespace_labels(meta.get("namespace"))
         if spec is None or not namespace:

@@ -104,7 +104,12 @@ def test_block_owner_deletion_needs_update_on_the_owners_finalizers() -> None:
         }
     }
     plural_of = {("serving.sentiment.dev", "SentimentModel"): "sentimentmodels"}
-    (problem,) = owner_reference_violations(operator_authorizer(), child, None, plural_of)
+    ((missing, problem),) = owner_reference_violations(operator_authorizer(), child, None, plural_of)
+    assert (missing.verb, missing.resource, missing.subresource) == (
+        "update",
+        "sentimentmodels",
+        "finalizers",
+    )
     assert "cannot set blockOwnerDeletion" in problem
     assert 'cannot update resource "sentimentmodels/finalizers"' in problem
     granted = [
