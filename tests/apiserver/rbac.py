@@ -108,6 +108,27 @@ class Authorizer:
         )
 
 
+def grant(name: str, service_account: tuple[str, str], rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A ClusterRole with ``rules``, bound to the ServiceAccount ``(namespace, name)``."""
+    namespace, account = service_account
+    return [
+        {"kind": "ClusterRole", "metadata": {"name": name}, "rules": rules},
+        {
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": name},
+            "roleRef": {"kind": "ClusterRole", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
+        },
+    ]
+
+
+FINALIZERS_RULE = {
+    "apiGroups": ["serving.sentiment.dev"],
+    "resources": ["sentimentmodels/finalizers"],
+    "verbs": ["update"],
+}
+
+
 def verb_of(method: str, *, named: bool, watch: bool) -> str:
     """The RBAC verb of an HTTP request (https://kubernetes.io/docs/reference/access-authn-authz/authorization/#determine-the-request-verb)."""
     if method == "GET":

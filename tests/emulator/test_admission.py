@@ -13,7 +13,7 @@ import kmock
 import pytest
 import yaml
 from apiserver import podsecurity
-from apiserver.rbac import Attributes, Authorizer, owner_reference_violations, verb_of
+from apiserver.rbac import FINALIZERS_RULE, Attributes, Authorizer, grant, owner_reference_violations, verb_of
 from apiserver.server import ApiServer, project_crd_schemas
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,26 +112,7 @@ def test_block_owner_deletion_needs_update_on_the_owners_finalizers() -> None:
     )
     assert "cannot set blockOwnerDeletion" in problem
     assert 'cannot update resource "sentimentmodels/finalizers"' in problem
-    granted = [
-        *RBAC_DOCS,
-        {
-            "kind": "ClusterRole",
-            "metadata": {"name": "fin"},
-            "rules": [
-                {
-                    "apiGroups": ["serving.sentiment.dev"],
-                    "resources": ["sentimentmodels/finalizers"],
-                    "verbs": ["update"],
-                }
-            ],
-        },
-        {
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": "fin"},
-            "roleRef": {"kind": "ClusterRole", "name": "fin"},
-            "subjects": [{"kind": "ServiceAccount", "name": OPERATOR_SA[1], "namespace": OPERATOR_SA[0]}],
-        },
-    ]
+    granted = [*RBAC_DOCS, *grant("finalizers", OPERATOR_SA, [FINALIZERS_RULE])]
     assert (
         owner_reference_violations(
             Authorizer.for_service_account(granted, *OPERATOR_SA), child, None, plural_of

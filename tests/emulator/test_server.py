@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -251,6 +251,37 @@ async def test_status_subresource_rules_and_generation(api: Api) -> None:
 # ---------------------------------------------------------------------------------- selectors and watches
 
 
+async def _watch_events(
+    api: Api, params: dict[str, str], while_watching: Callable[[], Awaitable[None]] | None = None
+) -> list[dict[str, Any]]:
+    """The events of a watch on Deployments with ``params``, until quiet for 0.2 s (at most 3 s)."""
+    events: list[dict[str, Any]] = []
+
+    async def watch() -> None:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(api.url + DEPLOYMENTS, params={"watch": "true", **params}) as resp,
+        ):
+            async for line in resp.content:
+                if line.strip():
+                    events.append(json.loads(line))
+
+    task = asyncio.create_task(watch())
+    await asyncio.sleep(0.2)
+    if while_watching is not None:
+        await while_watching()
+    seen = -1
+    for _ in range(15):
+        if len(events) == seen and events:
+            break
+        seen = len(events)
+        await asyncio.sleep(0.2)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return events
+
+
 async def test_list_and_watch_filter_by_label_selector(api: Api) -> None:
     await api.ok("POST", DEPLOYMENTS, deployment("a"))
     await api.ok("POST", DEPLOYMENTS, deployment("b"))
@@ -260,31 +291,11 @@ async def test_list_and_watch_filter_by_label_selector(api: Api) -> None:
     bad = await api.call("GET", DEPLOYMENTS, labelSelector="app in b")
     assert bad.status == 400
 
-    events: list[dict[str, Any]] = []
+    async def create_two() -> None:
+        await api.ok("POST", DEPLOYMENTS, deployment("c"))
+        await api.ok("POST", DEPLOYMENTS, deployment("e"))
 
-    async def watch() -> None:
-        timeout = aiohttp.ClientTimeout(total=10)
-        params = {"watch": "true", "labelSelector": "app=c"}
-        async with (
-            aiohttp.ClientSession(timeout=timeout) as session,
-            session.get(api.url + DEPLOYMENTS, params=params) as resp,
-        ):
-            async for line in resp.content:
-                if line.strip():
-                    events.append(json.loads(line))
-
-    task = asyncio.create_task(watch())
-    await asyncio.sleep(0.2)
-    await api.ok("POST", DEPLOYMENTS, deployment("c"))
-    await api.ok("POST", DEPLOYMENTS, deployment("e"))
-    for _ in range(50):
-        if events:
-            break
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(0.2)
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    events = await _watch_events(api, {"labelSelector": "app=c"}, create_two)
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "c")]
 
 
@@ -293,27 +304,7 @@ async def test_a_watch_from_the_lists_version_sends_only_later_changes(api: Api)
     await api.ok("POST", DEPLOYMENTS, deployment("a"))
     listed = await api.ok("GET", DEPLOYMENTS)
     await api.ok("POST", DEPLOYMENTS, deployment("b"))
-    events: list[dict[str, Any]] = []
-
-    async def watch() -> None:
-        params = {"watch": "true", "resourceVersion": listed["metadata"]["resourceVersion"]}
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(api.url + DEPLOYMENTS, params=params) as resp,
-        ):
-            async for line in resp.content:
-                if line.strip():
-                    events.append(json.loads(line))
-
-    task = asyncio.create_task(watch())
-    for _ in range(50):
-        if events:
-            break
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(0.2)
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    events = await _watch_events(api, {"resourceVersion": listed["metadata"]["resourceVersion"]})
     assert [e["object"]["metadata"]["name"] for e in events] == ["b"]
 
 

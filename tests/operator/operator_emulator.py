@@ -16,7 +16,7 @@ import aiohttp
 import aiohttp.web
 import kopf
 import pytest
-from apiserver.server import ApiServer
+from apiserver.server import ApiServer, matcher
 from sentiment_operator.handlers import OperatorConfig, register
 from sentiment_operator.kube import Kube
 
@@ -194,22 +194,8 @@ class Cluster:
     def requests(
         self, *, method: str | None = None, plural: str | None = None, name: str | None = None
     ) -> list[Any]:
-        out = []
-        for request in self.api.requests_log():
-            if method is not None and str(request.method.value).upper() != method:
-                continue
-            if plural is not None and (request.resource is None or request.resource.plural != plural):
-                continue
-            if name is not None:
-                body_name = (
-                    (request.data or {}).get("metadata", {}).get("name")
-                    if isinstance(request.data, dict)
-                    else None
-                )
-                if (request.name or body_name) != name:
-                    continue
-            out.append(request)
-        return out
+        check = matcher(method=method, plural=plural, name=name)
+        return [request for request in self.api.requests_log() if check(request)]
 
     def redis_password(self, name: str, namespace: str = NAMESPACE) -> str | None:
         secret = self.api.live("v1/secrets", namespace, f"{name}-redis-auth")

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from apiserver.rbac import Authorizer
+from apiserver.rbac import FINALIZERS_RULE, Authorizer, grant
 from operator_emulator import NAMESPACE, Cluster, eventually
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,25 +20,7 @@ SHIPPED = list(yaml.safe_load_all((ROOT / "deploy" / "base" / "rbac.yaml").read_
 SERVICE_ACCOUNT = ("sentiment-system", "sentiment-operator")
 NAME = "demo"
 SPEC: dict[str, Any] = {"image": "registry.example/inference:1.0"}
-FINALIZERS_GRANT = [
-    {
-        "kind": "ClusterRole",
-        "metadata": {"name": "finalizers"},
-        "rules": [
-            {
-                "apiGroups": ["serving.sentiment.dev"],
-                "resources": ["sentimentmodels/finalizers"],
-                "verbs": ["update"],
-            }
-        ],
-    },
-    {
-        "kind": "ClusterRoleBinding",
-        "metadata": {"name": "finalizers"},
-        "roleRef": {"kind": "ClusterRole", "name": "finalizers"},
-        "subjects": [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT[1], "namespace": SERVICE_ACCOUNT[0]}],
-    },
-]
+FINALIZERS_GRANT = grant("finalizers", SERVICE_ACCOUNT, [FINALIZERS_RULE])
 
 
 def _children(cluster: Cluster) -> bool:
