@@ -23,6 +23,10 @@ REQUIRED_PERMISSIONS: Final[frozenset[Permission]] = frozenset(
         ("serving.sentiment.dev", "sentimentmodels", "watch"),
         ("serving.sentiment.dev", "sentimentmodels", "patch"),
         ("serving.sentiment.dev", "sentimentmodels/status", "patch"),
+        # Not a request the operator makes: every child's ownerReference sets blockOwnerDeletion, which
+        # the OwnerReferencesPermissionEnforcement admission plugin (OpenShift, hardened clusters) allows
+        # only to a user who may update the owner's finalizers; without it every child create is a 403.
+        ("serving.sentiment.dev", "sentimentmodels/finalizers", "update"),
         # Children: read, create, merge-patch, prune; watched so that drift and readiness trigger a reconcile.
         *(("apps", "deployments", verb) for verb in _CHILD_VERBS),
         *(("", "services", verb) for verb in _CHILD_VERBS),

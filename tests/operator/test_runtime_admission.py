@@ -10,9 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
-from apiserver.rbac import FINALIZERS_RULE, Authorizer, grant
+from apiserver.rbac import Authorizer
 from operator_emulator import NAMESPACE, Cluster, eventually
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,7 +19,6 @@ SHIPPED = list(yaml.safe_load_all((ROOT / "deploy" / "base" / "rbac.yaml").read_
 SERVICE_ACCOUNT = ("sentiment-system", "sentiment-operator")
 NAME = "demo"
 SPEC: dict[str, Any] = {"image": "registry.example/inference:1.0"}
-FINALIZERS_GRANT = grant("finalizers", SERVICE_ACCOUNT, [FINALIZERS_RULE])
 
 
 def _children(cluster: Cluster) -> bool:
@@ -28,9 +26,10 @@ def _children(cluster: Cluster) -> bool:
     return all(cluster.api.live_all(path, NAMESPACE) for path in paths)
 
 
-async def test_the_shipped_role_plus_finalizers_covers_a_whole_reconcile(cluster: Cluster) -> None:
-    """Every other request of a create-to-Ready reconcile is allowed by the shipped ClusterRole."""
-    cluster.api.authorizer = Authorizer.for_service_account([*SHIPPED, *FINALIZERS_GRANT], *SERVICE_ACCOUNT)
+async def test_the_shipped_role_covers_a_whole_reconcile(cluster: Cluster) -> None:
+    """Every request of a create-to-Ready reconcile is allowed by the shipped ClusterRole, and so is every
+    blockOwnerDeletion (Real-cluster correctness #4: it needs update on sentimentmodels/finalizers)."""
+    cluster.api.authorizer = Authorizer.for_service_account(SHIPPED, *SERVICE_ACCOUNT)
     await cluster.start_operator()
     await cluster.create_model(NAME, SPEC)
     await eventually(lambda: _children(cluster), within=30, what="every child under RBAC")
@@ -38,17 +37,21 @@ async def test_the_shipped_role_plus_finalizers_covers_a_whole_reconcile(cluster
     assert cluster.api.denied == [], cluster.api.denied
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Real-cluster correctness #4: every ownerReference sets blockOwnerDeletion, but the shipped "
-    "ClusterRole has no update on sentimentmodels/finalizers, so each child create is refused (403)",
-)
-async def test_the_shipped_role_alone_lets_the_operator_create_children(cluster: Cluster) -> None:
-    cluster.api.authorizer = Authorizer.for_service_account(SHIPPED, *SERVICE_ACCOUNT)
+async def test_without_the_finalizers_rule_every_child_create_is_refused(cluster: Cluster) -> None:
+    """The regression this rule prevents: the shipped role minus it, and the admission plugin says no."""
+    without = [
+        {**doc, "rules": [r for r in doc["rules"] if "sentimentmodels/finalizers" not in r["resources"]]}
+        if doc["kind"] == "ClusterRole"
+        else doc
+        for doc in SHIPPED
+    ]
+    cluster.api.authorizer = Authorizer.for_service_account(without, *SERVICE_ACCOUNT)
     await cluster.start_operator()
     await cluster.create_model(NAME, SPEC)
-    await eventually(lambda: _children(cluster), within=10, what="every child under the shipped RBAC")
-    assert cluster.api.denied == []
+    await eventually(
+        lambda: any(a.subresource == "finalizers" for a in cluster.api.denied), within=20, what="a 403"
+    )
+    assert not cluster.api.live_all("apps/v1/deployments", NAMESPACE)
 
 
 async def test_rbac_denials_reach_the_operator_as_403(cluster: Cluster) -> None:
