@@ -6,15 +6,17 @@ only need a handful of generic REST calls, which are built with its ``ApiClient`
 Client exceptions are converted at this boundary into the typed errors below; nothing above sees
 ``ApiException`` or urllib3.
 
-Updates are JSON merge patches (``application/merge-patch+json``): they work for built-in kinds and for
-custom resources (VirtualService) alike, and replace lists wholesale, so containers, env and volumes end up
-exactly as desired.
+Children are written with server-side apply (``application/apply-patch+yaml``) as one field manager with
+``force``, for built-in kinds and custom resources (VirtualService) alike: what we stop rendering is removed,
+what others own is kept, and the API server decides what changed. Status is a JSON merge patch of the
+status subresource.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import logging
 import os
@@ -26,8 +28,6 @@ from typing import Any, Final, Literal
 import kubernetes.client
 import kubernetes.config
 import urllib3.exceptions
-
-from sentiment_operator.spec import parse_quantity
 
 logger = logging.getLogger(__name__)
 
@@ -139,80 +139,68 @@ def describe(obj: Mapping[str, Any]) -> str:
     return f"{obj.get('kind')} {meta.get('namespace')}/{meta.get('name')}"
 
 
-# --- comparing what we own -------------------------------------------------------------------------------
+# --- server-side apply -----------------------------------------------------------------------------------
+
+# The one field manager the operator applies children as (https://kubernetes.io/docs/reference/using-api/
+# server-side-apply/#using-server-side-apply-in-a-controller: one manager, force on conflicts).
+FIELD_MANAGER: Final = "sentiment-operator"
+APPLY_PATCH: Final = "application/apply-patch+yaml"
+JSON_PATCH: Final = "application/json-patch+json"
 
 
-_QUANTITY_MAPS: Final = frozenset({"requests", "limits"})
+def _merge_fields(into: JSONObj, extra: Mapping[str, Any]) -> JSONObj:
+    """The union of two FieldsV1 trees."""
+    out = dict(into)
+    for key, value in extra.items():
+        out[key] = _merge_fields(out.get(key) or {}, value) if value else out.get(key, {})
+    return out
 
 
-def _same_quantity(desired: Any, live: Any) -> bool:
-    """The API server canonicalizes quantities ("0.5" -> "500m", 1 -> "1"): compare their values."""
-    try:
-        return parse_quantity(desired) == parse_quantity(live)
-    except (ValueError, TypeError):
-        return False
+def managed_fields_upgrade(live: Mapping[str, Any]) -> list[JSONObj] | None:
+    """The JSON patch that hands our ``Update`` entries' fields to our ``Apply`` entry (None: nothing to do).
 
-
-def is_subset(desired: Any, live: Any, *, _key: str = "") -> bool:
-    """True if every field we set in ``desired`` has the same value in ``live``.
-
-    Dicts: every key of desired must match (live may have more: server defaults, other controllers' fields).
-    Lists: same length and element-wise subset (order matters, as in the API).
-    Scalars: equal; resource quantities by value. ``None`` in desired means "we don't care"; an empty list or
-    dict in desired matches an absent field (the API server drops empty collections).
+    Earlier versions of the operator wrote children with create and merge patches, which the API server
+    records as ``Update`` entries of our manager. A first apply cannot remove the fields those entries own,
+    so fields we no longer render would stay forever; this moves them into the applier's entry first, as
+    client-go's csaupgrade does, guarded by the object's resourceVersion.
     """
-    if desired is None:
-        return True
-    if isinstance(desired, Mapping):
-        if live is None and not desired:
-            return True
-        if not isinstance(live, Mapping):
-            return False
-        if _key in _QUANTITY_MAPS:
-            return all(
-                value is None or (live.get(key) is not None and _same_quantity(value, live.get(key)))
-                for key, value in desired.items()
-            )
-        return all(is_subset(value, live.get(key), _key=str(key)) for key, value in desired.items())
-    if isinstance(desired, list | tuple):
-        if live is None and not desired:
-            return True
-        if not isinstance(live, list | tuple) or len(desired) != len(live):
-            return False
-        return all(is_subset(d, lv) for d, lv in zip(desired, live, strict=True))
-    if isinstance(desired, bool) or isinstance(live, bool):
-        return desired is live
-    if isinstance(desired, int | float) and isinstance(live, int | float):
-        return desired == live
-    return bool(desired == live)
-
-
-# The parts of an object that we own and compare: everything we set except status and server-side metadata.
-_SERVER_METADATA: Final = frozenset(
-    {
-        "uid",
-        "resourceVersion",
-        "generation",
-        "creationTimestamp",
-        "managedFields",
-        "selfLink",
-        "deletionTimestamp",
-    }
-)
-
-
-def owned_projection(desired: Mapping[str, Any]) -> JSONObj:
-    """The fields of a desired object that the operator owns: no status, no server-assigned metadata."""
-    projection = {k: v for k, v in desired.items() if k not in ("status", "apiVersion", "kind")}
-    meta = {k: v for k, v in desired.get("metadata", {}).items() if k not in _SERVER_METADATA}
-    meta.pop("name", None)
-    meta.pop("namespace", None)
-    projection["metadata"] = meta
-    return projection
-
-
-def needs_update(desired: Mapping[str, Any], live: Mapping[str, Any]) -> bool:
-    return not is_subset(owned_projection(desired), live)
+    meta = live.get("metadata") or {}
+    entries: list[JSONObj] = list(meta.get("managedFields") or [])
+    updates = [
+        e
+        for e in entries
+        if e.get("manager") == FIELD_MANAGER and e.get("operation") == "Update" and not e.get("subresource")
+    ]
+    if not updates:
+        return None
+    applied = next(
+        (
+            e
+            for e in entries
+            if e.get("manager") == FIELD_MANAGER
+            and e.get("operation") == "Apply"
+            and not e.get("subresource")
+        ),
+        None,
+    )
+    fields: JSONObj = dict((applied or {}).get("fieldsV1") or {})
+    for entry in updates:
+        fields = _merge_fields(fields, entry.get("fieldsV1") or {})
+    kept = [e for e in entries if e not in updates and e is not applied]
+    kept.append(
+        {
+            "manager": FIELD_MANAGER,
+            "operation": "Apply",
+            "apiVersion": (applied or updates[-1]).get("apiVersion") or live.get("apiVersion"),
+            "time": updates[-1].get("time"),
+            "fieldsType": "FieldsV1",
+            "fieldsV1": fields,
+        }
+    )
+    return [
+        {"op": "test", "path": "/metadata/resourceVersion", "value": meta.get("resourceVersion")},
+        {"op": "replace", "path": "/metadata/managedFields", "value": kept},
+    ]
 
 
 def is_owned_by(obj: Mapping[str, Any], owner_uid: str | None) -> bool:
@@ -251,6 +239,9 @@ class Kube:
         self._api = kubernetes.client.ApiClient(configuration)
         self._api.user_agent = "sentiment-operator"
         self.timeout = timeout
+        # object path -> (digest of what we applied, the resourceVersion the apply left): lets a reconcile
+        # that would apply the same object to an object nobody touched since skip the request.
+        self._applied: dict[str, tuple[str, str]] = {}
 
     @classmethod
     def for_server(cls, url: str, *, timeout: float = 15.0) -> Kube:
@@ -378,6 +369,7 @@ class Kube:
     async def delete(self, kind: Kind, namespace: str | None, name: str) -> bool:
         """Delete with background propagation; False if it was already gone."""
         body = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
+        self._applied.pop(kind.object_path(namespace, name), None)
         try:
             await self.request("DELETE", kind.object_path(namespace, name), body=body)
         except NotFound:
@@ -386,30 +378,59 @@ class Kube:
 
     # Reconciler building blocks -----------------------------------------------------------------------------
 
-    async def create_or_update(self, desired: Mapping[str, Any]) -> Outcome:
-        """Make the live object match the fields we own: create it, merge-patch it, or leave it alone.
+    async def apply(self, desired: Mapping[str, Any]) -> JSONObj:
+        """Server-side apply of ``desired`` as our field manager, taking over conflicting fields."""
+        kind = kind_for(desired)
+        meta = desired["metadata"]
+        try:
+            result = await self.request(
+                "PATCH",
+                kind.object_path(meta.get("namespace"), meta["name"]),
+                body=json.dumps(dict(desired)),  # JSON is YAML: the body apply-patch+yaml expects
+                query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+                content_type=APPLY_PATCH,
+            )
+        except NotFound:
+            raise KindMissing(f"{kind.kind} ({kind.api_version}) is not served", status=404) from None
+        return dict(result)
 
-        A 409 on create means someone (an earlier incarnation of us, a racing replica) created it between our
-        read and our create: re-read it and adopt it by patching our fields (labels, ownerReferences, spec).
+    async def create_or_update(self, desired: Mapping[str, Any]) -> Outcome:
+        """Make the live object exactly what we render: server-side apply, and report what changed.
+
+        Fields we rendered before and no longer render are removed by the API server (our manager owned them);
+        fields other actors own (the HPA's replicas, a Service's clusterIP, others' labels) are left alone. A
+        write that changes nothing is a no-op on the server, so "unchanged" is decided by the resourceVersion,
+        which also makes values the server drops or defaults no difference. Objects written by earlier
+        versions with merge patches are migrated first (:func:`managed_fields_upgrade`).
         """
         kind = kind_for(desired)
         meta = desired["metadata"]
         namespace, name = meta.get("namespace"), meta["name"]
         live = await self.get(kind, namespace, name)
+        path = kind.object_path(namespace, name)
+        digest = hashlib.sha256(json.dumps(desired, sort_keys=True).encode()).hexdigest()
+        version = None
+        if live is not None:
+            if self._applied.get(path) == (digest, live.get("metadata", {}).get("resourceVersion")):
+                return "unchanged"  # we applied exactly this, and nobody has written it since
+            version = live.get("metadata", {}).get("resourceVersion")
+            upgrade = managed_fields_upgrade(live)
+            if upgrade is not None:
+                try:
+                    migrated = await self.request("PATCH", path, body=upgrade, content_type=JSON_PATCH)
+                except Invalid as exc:  # the resourceVersion test failed: someone wrote in between
+                    raise Transient(
+                        f"{describe(desired)} changed while migrating its fields", status=409
+                    ) from exc
+                version = (migrated or {}).get("metadata", {}).get("resourceVersion")
+                logger.info("Migrated %s to server-side apply", describe(desired))
+        result = await self.apply(desired)
+        self._applied[path] = (digest, str(result.get("metadata", {}).get("resourceVersion")))
         if live is None:
-            try:
-                await self.create(desired)
-            except Conflict:
-                live = await self.get(kind, namespace, name)
-                if live is None:  # created and deleted again in between: let the next pass decide
-                    raise Transient(f"{describe(desired)} vanished after a conflict", status=409) from None
-                logger.info("Adopting existing %s", describe(desired))
-            else:
-                logger.info("Created %s", describe(desired))
-                return "created"
-        if not needs_update(desired, live):
+            logger.info("Created %s", describe(desired))
+            return "created"
+        if result.get("metadata", {}).get("resourceVersion") == version:
             return "unchanged"
-        await self.patch(kind, namespace, name, owned_projection(desired))
         logger.info("Updated %s", describe(desired))
         return "updated"
 

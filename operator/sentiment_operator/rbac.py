@@ -27,7 +27,8 @@ REQUIRED_PERMISSIONS: Final[frozenset[Permission]] = frozenset(
         # the OwnerReferencesPermissionEnforcement admission plugin (OpenShift, hardened clusters) allows
         # only to a user who may update the owner's finalizers; without it every child create is a 403.
         ("serving.sentiment.dev", "sentimentmodels/finalizers", "update"),
-        # Children: read, create, merge-patch, prune; watched so that drift and readiness trigger a reconcile.
+        # Children: read, server-side apply, prune; watched so drift and readiness trigger a reconcile. An
+        # apply that creates the object is authorized as patch and as create.
         *(("apps", "deployments", verb) for verb in _CHILD_VERBS),
         *(("", "services", verb) for verb in _CHILD_VERBS),
         *(("autoscaling", "horizontalpodautoscalers", verb) for verb in _CHILD_VERBS),

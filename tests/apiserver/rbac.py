@@ -108,25 +108,17 @@ class Authorizer:
         )
 
 
-def grant(name: str, service_account: tuple[str, str], rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A ClusterRole with ``rules``, bound to the ServiceAccount ``(namespace, name)``."""
-    namespace, account = service_account
+def without_resource(documents: Iterable[dict[str, Any]], resource: str) -> list[dict[str, Any]]:
+    """RBAC documents with every role rule that names ``resource`` removed (to test what it grants)."""
     return [
-        {"kind": "ClusterRole", "metadata": {"name": name}, "rules": rules},
         {
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": name},
-            "roleRef": {"kind": "ClusterRole", "name": name},
-            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
-        },
+            **doc,
+            "rules": [rule for rule in doc.get("rules") or [] if resource not in rule.get("resources", [])],
+        }
+        if doc.get("kind") in ("Role", "ClusterRole")
+        else doc
+        for doc in documents
     ]
-
-
-FINALIZERS_RULE = {
-    "apiGroups": ["serving.sentiment.dev"],
-    "resources": ["sentimentmodels/finalizers"],
-    "verbs": ["update"],
-}
 
 
 def verb_of(method: str, *, named: bool, watch: bool) -> str:

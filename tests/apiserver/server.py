@@ -273,6 +273,8 @@ class ApiServer(kmock.KubernetesEmulator):
             key = (request.resource, request.namespace, name)
             stored = self._objects[key] if key in self._objects and name else None
             live = copy.deepcopy(stored.raw) if stored is not None and not stored.deleted else None
+            if live is None and method == "PATCH":
+                self._authorize(request, verb="create")  # an apply that creates also needs create
             new, changed = admit(
                 info,
                 live,
@@ -311,7 +313,7 @@ class ApiServer(kmock.KubernetesEmulator):
         agent = request.headers.get("User-Agent", "")
         return self.authorizer is not None and agent.startswith(self.rbac_user_agents)
 
-    def _authorize(self, request: rendering.Request) -> None:
+    def _authorize(self, request: rendering.Request, verb: str | None = None) -> None:
         """RBAC for the operator's requests (when an authorizer is set): 403 as the API server words it."""
         if not self._subject_to_rbac(request):
             return
@@ -320,7 +322,7 @@ class ApiServer(kmock.KubernetesEmulator):
         method = str(request.method.value).upper()
         name = request.name or ""
         attrs = rbac.Attributes(
-            verb=rbac.verb_of(method, named=bool(name), watch=request.params.get("watch") == "true"),
+            verb=verb or rbac.verb_of(method, named=bool(name), watch=request.params.get("watch") == "true"),
             group=request.resource.group or "",
             resource=request.resource.plural or "",
             subresource=request.subresource or "",

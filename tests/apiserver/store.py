@@ -127,6 +127,17 @@ def _compute(info: TypeInfo, live: dict[str, Any] | None, write: Write) -> dict[
         if not isinstance(new, dict):
             raise ApiError(422, "Invalid", "the patched object is not an object")
     new = _scope(info, live, new, write.subresource)
+    new_meta = new.setdefault("metadata", {})
+    live_fields = (live.get("metadata") or {}).get("managedFields")
+    if "managedFields" not in new_meta and live_fields:
+        new_meta["managedFields"] = copy.deepcopy(live_fields)  # left out of an update: unchanged
+    sent_fields = new_meta.get("managedFields")
+    if sent_fields != live_fields:
+        # A write that sets managedFields itself is taken as it is ("Clearing managedFields" in the
+        # server-side apply docs; client-go's csaupgrade migrates managers this way); [{}] clears them.
+        if sent_fields == [{}]:
+            new["metadata"].pop("managedFields", None)
+        return new
     ssa.record_update(live, new, info, manager=write.manager, subresource=write.subresource)
     return new
 

@@ -13,7 +13,7 @@ import kmock
 import pytest
 import yaml
 from apiserver import podsecurity
-from apiserver.rbac import FINALIZERS_RULE, Attributes, Authorizer, grant, owner_reference_violations, verb_of
+from apiserver.rbac import Attributes, Authorizer, owner_reference_violations, verb_of, without_resource
 from apiserver.server import ApiServer, project_crd_schemas
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,7 +104,10 @@ def test_block_owner_deletion_needs_update_on_the_owners_finalizers() -> None:
         }
     }
     plural_of = {("serving.sentiment.dev", "SentimentModel"): "sentimentmodels"}
-    ((missing, problem),) = owner_reference_violations(operator_authorizer(), child, None, plural_of)
+    lacking = Authorizer.for_service_account(
+        without_resource(RBAC_DOCS, "sentimentmodels/finalizers"), *OPERATOR_SA
+    )
+    ((missing, problem),) = owner_reference_violations(lacking, child, None, plural_of)
     assert (missing.verb, missing.resource, missing.subresource) == (
         "update",
         "sentimentmodels",
@@ -112,15 +115,10 @@ def test_block_owner_deletion_needs_update_on_the_owners_finalizers() -> None:
     )
     assert "cannot set blockOwnerDeletion" in problem
     assert 'cannot update resource "sentimentmodels/finalizers"' in problem
-    granted = [*RBAC_DOCS, *grant("finalizers", OPERATOR_SA, [FINALIZERS_RULE])]
-    assert (
-        owner_reference_violations(
-            Authorizer.for_service_account(granted, *OPERATOR_SA), child, None, plural_of
-        )
-        == []
-    )
-    child["metadata"]["ownerReferences"][0]["blockOwnerDeletion"] = False
+    # The shipped role has the rule (Real-cluster correctness #4).
     assert owner_reference_violations(operator_authorizer(), child, None, plural_of) == []
+    child["metadata"]["ownerReferences"][0]["blockOwnerDeletion"] = False
+    assert owner_reference_violations(lacking, child, None, plural_of) == []
 
 
 # ------------------------------------------------------------------------------------------- Pod Security
@@ -266,7 +264,9 @@ async def test_block_owner_deletion_is_refused_without_finalizers_permission(
     server: tuple[ApiServer, str],
 ) -> None:
     api, url = server
-    api.authorizer = operator_authorizer()
+    api.authorizer = Authorizer.for_service_account(
+        without_resource(RBAC_DOCS, "sentimentmodels/finalizers"), *OPERATOR_SA
+    )
     _, owner, _ = await _call(
         url,
         "POST",
@@ -335,3 +335,35 @@ async def test_pod_security_refuses_pods_and_warns_for_deployments(server: tuple
     # RFC 7234 warn-text: a quoted string, inner quotes escaped, as the API server sends it.
     assert warnings[0].startswith('299 - "would violate PodSecurity \\"restricted:latest\\": ')
     assert api.warnings
+
+
+async def test_an_apply_that_creates_needs_create_too(server: tuple[ApiServer, str]) -> None:
+    """Server-side apply docs, "Permissions": creating an object by apply needs create besides patch."""
+    api, url = server
+    patch_only = [
+        {
+            "kind": "ClusterRole",
+            "metadata": {"name": "p"},
+            "rules": [{"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["patch"]}],
+        },
+        {
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "p"},
+            "roleRef": {"kind": "ClusterRole", "name": "p"},
+            "subjects": [{"kind": "ServiceAccount", "name": OPERATOR_SA[1], "namespace": OPERATOR_SA[0]}],
+        },
+    ]
+    api.authorizer = Authorizer.for_service_account(patch_only, *OPERATOR_SA)
+    body = json.dumps({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}})
+    headers = {"Content-Type": "application/apply-patch+yaml", "User-Agent": "sentiment-operator"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.patch(
+            url + "/apis/apps/v1/namespaces/default/deployments/d",
+            data=body,
+            headers=headers,
+            params={"fieldManager": "op"},
+        ) as resp,
+    ):
+        assert resp.status == 403
+        assert 'cannot create resource "deployments"' in (await resp.json())["message"]

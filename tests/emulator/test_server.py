@@ -335,3 +335,26 @@ async def test_deleting_an_owner_deletes_its_dependents(api: Api) -> None:
     await api.ok("DELETE", f"{MODELS}/m")
     assert (await api.call("GET", f"{DEPLOYMENTS}/child")).status == 404
     assert (await api.call("GET", f"{DEPLOYMENTS}/shared")).status == 200
+
+
+async def test_managed_fields_set_by_a_write_are_taken_as_given(api: Api) -> None:
+    """Server-side apply docs, "Clearing managedFields" (and client-go's csaupgrade): a write that sets
+    managedFields replaces them; ``[{}]`` clears them; an update that leaves them out keeps them."""
+    created = await api.ok("POST", DEPLOYMENTS, deployment())
+    entry = {**created["metadata"]["managedFields"][0], "manager": "renamed"}
+    replaced = await api.ok(
+        "PATCH",
+        f"{DEPLOYMENTS}/d",
+        [{"op": "replace", "path": "/metadata/managedFields", "value": [entry]}],
+        "application/json-patch+json",
+    )
+    assert [e["manager"] for e in replaced["metadata"]["managedFields"]] == ["renamed"]
+    put = {k: v for k, v in replaced.items() if k != "status"}
+    put["metadata"] = {k: v for k, v in put["metadata"].items() if k != "managedFields"}
+    put["spec"]["paused"] = True
+    kept = await api.ok("PUT", f"{DEPLOYMENTS}/d", put)
+    assert "renamed" in [e["manager"] for e in kept["metadata"]["managedFields"]]
+    cleared = await api.ok(
+        "PATCH", f"{DEPLOYMENTS}/d", {"metadata": {"managedFields": [{}]}}, "application/merge-patch+json"
+    )
+    assert "managedFields" not in cleared["metadata"]

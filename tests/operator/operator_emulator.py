@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 import aiohttp.web
+import kmock
 import kopf
 import pytest
 from apiserver.server import ApiServer, matcher
@@ -196,6 +197,14 @@ class Cluster:
     ) -> list[Any]:
         check = matcher(method=method, plural=plural, name=name)
         return [request for request in self.api.requests_log() if check(request)]
+
+    def created_once(self, path: str, name: str, namespace: str = NAMESPACE) -> bool:
+        """The object exists and was never deleted and re-created (its history has no deletion marker)."""
+        key = (kmock.resource(path), namespace, name)
+        if key not in self.api.objects:
+            return False
+        history = list(self.api.objects[key].history)
+        return bool(history) and all(version is not None for version in history)
 
     def redis_password(self, name: str, namespace: str = NAMESPACE) -> str | None:
         secret = self.api.live("v1/secrets", namespace, f"{name}-redis-auth")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from apiserver.rbac import Authorizer
+from apiserver.rbac import Authorizer, without_resource
 from operator_emulator import NAMESPACE, Cluster, eventually
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,12 +39,7 @@ async def test_the_shipped_role_covers_a_whole_reconcile(cluster: Cluster) -> No
 
 async def test_without_the_finalizers_rule_every_child_create_is_refused(cluster: Cluster) -> None:
     """The regression this rule prevents: the shipped role minus it, and the admission plugin says no."""
-    without = [
-        {**doc, "rules": [r for r in doc["rules"] if "sentimentmodels/finalizers" not in r["resources"]]}
-        if doc["kind"] == "ClusterRole"
-        else doc
-        for doc in SHIPPED
-    ]
+    without = without_resource(SHIPPED, "sentimentmodels/finalizers")
     cluster.api.authorizer = Authorizer.for_service_account(without, *SERVICE_ACCOUNT)
     await cluster.start_operator()
     await cluster.create_model(NAME, SPEC)

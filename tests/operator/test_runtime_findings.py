@@ -1,13 +1,15 @@
-"""What the test API server exposes in today's apply layer (sentiment_operator.kube) that kmock forgave:
-each test states what must hold on a real cluster and is xfail(strict) until "Real-cluster correctness"
-fixes it, so it turns into a failure (XPASS) the moment the behaviour changes."""
+"""Real-cluster correctness findings in the apply layer (sentiment_operator.kube), against the test API
+server, which exposes what kmock forgave. Fixed ones are regression tests; open ones are xfail(strict), so a
+fix turns them into an XPASS failure that says to drop the marker."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
 from operator_emulator import NAMESPACE, Cluster
+from sentiment_operator import kube
 from sentiment_operator.kube import Kube
 
 
@@ -20,7 +22,11 @@ def deployment(env: list[dict[str, Any]], **pod: Any) -> dict[str, Any]:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": "demo", "namespace": NAMESPACE, "labels": {"app": "demo"}},
+        "metadata": {
+            "name": "demo",
+            "namespace": NAMESPACE,
+            "labels": {"app": "demo", kube.MANAGED_BY_LABEL: kube.MANAGED_BY},
+        },
         "spec": {
             "selector": {"matchLabels": {"app": "demo"}},
             "template": {
@@ -31,33 +37,93 @@ def deployment(env: list[dict[str, Any]], **pod: Any) -> dict[str, Any]:
     }
 
 
-async def test_an_empty_value_the_server_drops_is_not_a_difference_when_nothing_else_is(
-    cluster: Cluster, client: Kube
-) -> None:
-    """Control for the next test: without an empty value, a second apply of the same object writes nothing."""
-    assert await client.create_or_update(deployment([{"name": "PREFIX", "value": "/m"}])) == "created"
-    assert await client.create_or_update(deployment([{"name": "PREFIX", "value": "/m"}])) == "unchanged"
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason='Real-cluster correctness #2: the API server drops `value: ""` (omitempty), so the live object '
-    "never equals what was sent and every resync patches and emits an Updated Event",
-)
-async def test_an_empty_env_value_causes_no_perpetual_write(cluster: Cluster, client: Kube) -> None:
-    assert await client.create_or_update(deployment([{"name": "PREFIX", "value": ""}])) == "created"
-    assert await client.create_or_update(deployment([{"name": "PREFIX", "value": ""}])) == "unchanged"
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="Real-cluster correctness #1: a merge patch of what is rendered never removes a map the "
-    "builders stopped rendering (nodeSelector stays on the live Deployment)",
-)
-async def test_a_field_no_longer_rendered_leaves_the_live_object(cluster: Cluster, client: Kube) -> None:
-    env = [{"name": "A", "value": "1"}]
-    assert await client.create_or_update(deployment(env, nodeSelector={"pool": "cpu"})) == "created"
-    await client.create_or_update(deployment(env))
+def live_pod(cluster: Cluster) -> dict[str, Any]:
     live = cluster.api.live("apps/v1/deployments", NAMESPACE, "demo")
     assert live is not None
-    assert "nodeSelector" not in live["spec"]["template"]["spec"]
+    spec: dict[str, Any] = live["spec"]["template"]["spec"]
+    return spec
+
+
+async def test_an_empty_env_value_causes_no_perpetual_write(cluster: Cluster, client: Kube) -> None:
+    """#2: the API server drops ``value: ""`` (omitempty); what it stores still counts as what we sent."""
+    assert await client.create_or_update(deployment([{"name": "PREFIX", "value": ""}])) == "created"
+    assert await client.create_or_update(deployment([{"name": "PREFIX", "value": ""}])) == "unchanged"
+    assert live_pod(cluster)["containers"][0]["env"] == [{"name": "PREFIX"}]
+
+
+async def test_a_field_no_longer_rendered_leaves_the_live_object(cluster: Cluster, client: Kube) -> None:
+    """#1: a map, an init container and an env var the builders stop rendering disappear from the child."""
+    env = [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]
+    first = deployment(
+        env, nodeSelector={"pool": "cpu"}, initContainers=[{"name": "wait", "image": "busybox:1"}]
+    )
+    assert await client.create_or_update(first) == "created"
+    assert await client.create_or_update(deployment(env[:1])) == "updated"
+    pod = live_pod(cluster)
+    assert "nodeSelector" not in pod
+    assert "initContainers" not in pod
+    assert pod["containers"][0]["env"] == env[:1]
+
+
+async def test_fields_written_by_the_merge_patching_operator_are_removed_after_the_upgrade(
+    cluster: Cluster, client: Kube
+) -> None:
+    """#1 on an upgraded cluster: a child written by earlier versions (create + merge patches, so Update
+    entries of our manager) loses the fields we no longer render at the first apply (csaupgrade)."""
+    old = deployment([{"name": "A", "value": "1"}], nodeSelector={"pool": "cpu"})
+    await client.request("POST", kube.KINDS["apps/v1", "Deployment"].collection_path(NAMESPACE), body=old)
+    live = cluster.api.live("apps/v1/deployments", NAMESPACE, "demo")
+    assert live is not None
+    assert [(e["manager"], e["operation"]) for e in live["metadata"]["managedFields"]] == [
+        ("sentiment-operator", "Update")
+    ]
+    assert await client.create_or_update(deployment([{"name": "A", "value": "1"}])) == "updated"
+    assert "nodeSelector" not in live_pod(cluster)
+    migrated = cluster.api.live("apps/v1/deployments", NAMESPACE, "demo")
+    assert migrated is not None
+    assert [(e["manager"], e["operation"]) for e in migrated["metadata"]["managedFields"]] == [
+        ("sentiment-operator", "Apply")
+    ]
+
+
+async def test_fields_other_actors_own_are_left_alone(cluster: Cluster, client: Kube) -> None:
+    """The HPA's replicas and another controller's label survive our applies (we never send them)."""
+    assert await client.create_or_update(deployment([])) == "created"
+    path = kube.KINDS["apps/v1", "Deployment"].object_path(NAMESPACE, "demo")
+    patch = {"spec": {"replicas": 4}, "metadata": {"labels": {"team": "ml"}}}
+    await client.request(
+        "PATCH",
+        path,
+        body=patch,
+        content_type="application/merge-patch+json",
+        query=[("fieldManager", "hpa")],
+    )
+    assert await client.create_or_update(deployment([])) == "unchanged"
+    live = cluster.api.live("apps/v1/deployments", NAMESPACE, "demo")
+    assert live is not None
+    assert live["spec"]["replicas"] == 4
+    assert live["metadata"]["labels"]["team"] == "ml"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Real-cluster correctness #3: an existing object with a child's name is taken over without an "
+    "ownership check (a user's own Deployment named like the model is overwritten)",
+)
+async def test_an_object_we_do_not_own_is_never_overwritten(cluster: Cluster, client: Kube) -> None:
+    theirs = copy.deepcopy(deployment([]))
+    theirs["metadata"]["labels"] = {"app": "theirs"}
+    theirs["spec"]["template"]["spec"]["containers"][0]["image"] = "theirs:1"
+    await client.request("POST", kube.KINDS["apps/v1", "Deployment"].collection_path(NAMESPACE), body=theirs)
+    ours = deployment([])
+    ours["metadata"]["ownerReferences"] = [
+        {
+            "apiVersion": "serving.sentiment.dev/v1alpha1",
+            "kind": "SentimentModel",
+            "name": "demo",
+            "uid": "u-1",
+        }
+    ]
+    with pytest.raises(kube.KubeError):
+        await client.create_or_update(ours)
+    assert live_pod(cluster)["containers"][0]["image"] == "theirs:1"

@@ -36,62 +36,51 @@ def desired_deployment(image: str = "img:1", **extra_spec: Any) -> dict[str, Any
     }
 
 
-def test_server_defaults_and_status_are_not_differences() -> None:
-    desired = desired_deployment()
+def _entry(manager: str, operation: str, fields: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "manager": manager,
+        "operation": operation,
+        "apiVersion": "apps/v1",
+        "time": "2026-01-01T00:00:00Z",
+        "fieldsType": "FieldsV1",
+        "fieldsV1": fields,
+        **extra,
+    }
+
+
+def test_managed_fields_upgrade_hands_our_update_entries_to_our_apply_entry() -> None:
+    """csaupgrade: our Update entries' fields are merged into our Apply entry; others' entries stay."""
     live = desired_deployment()
-    live["metadata"] |= {"uid": "u", "resourceVersion": "9", "generation": 3, "annotations": {"x": "y"}}
-    live["spec"]["template"]["spec"]["containers"][0] |= {"terminationMessagePath": "/dev/termination-log"}
-    live["spec"]["template"]["spec"]["dnsPolicy"] = "ClusterFirst"
-    live["spec"]["replicas"] = 7  # the HPA's business: desired does not set it
-    live["status"] = {"readyReplicas": 7}
-    assert not kube.needs_update(desired, live)
+    live["metadata"]["resourceVersion"] = "7"
+    live["metadata"]["managedFields"] = [
+        _entry(kube.FIELD_MANAGER, "Update", {"f:spec": {"f:template": {"f:spec": {"f:nodeSelector": {}}}}}),
+        _entry(kube.FIELD_MANAGER, "Apply", {"f:spec": {"f:replicas": {}}}),
+        _entry("kube-controller-manager", "Update", {"f:status": {}}, subresource="status"),
+        _entry("hpa", "Update", {"f:spec": {"f:replicas": {}}}),
+    ]
+    patch = kube.managed_fields_upgrade(live)
+    assert patch is not None
+    test, replace = patch
+    assert test == {"op": "test", "path": "/metadata/resourceVersion", "value": "7"}
+    entries = replace["value"]
+    assert [(e["manager"], e["operation"]) for e in entries] == [
+        ("kube-controller-manager", "Update"),
+        ("hpa", "Update"),
+        (kube.FIELD_MANAGER, "Apply"),
+    ]
+    assert entries[-1]["fieldsV1"] == {
+        "f:spec": {"f:replicas": {}, "f:template": {"f:spec": {"f:nodeSelector": {}}}}
+    }
 
 
-@pytest.mark.parametrize(
-    "edit",
-    [
-        lambda o: o["spec"]["template"]["spec"]["containers"][0].update(image="evil"),
-        lambda o: o["spec"]["template"]["spec"]["containers"][0]["env"].append({"name": "B", "value": "2"}),
-        lambda o: o["spec"]["template"]["spec"]["containers"].append({"name": "sidecar", "image": "x"}),
-        lambda o: o["metadata"]["labels"].pop("app"),
-        lambda o: o["spec"]["template"]["spec"]["containers"][0]["env"][0].update(value="other"),
-    ],
-    ids=["image", "extra-env", "extra-container", "label-removed", "env-value"],
-)
-def test_changes_to_owned_fields_are_differences(edit: Any) -> None:
+def test_nothing_to_upgrade_without_our_update_entries() -> None:
     live = desired_deployment()
-    edit(live)
-    assert kube.needs_update(desired_deployment(), live)
-
-
-def test_is_subset_types() -> None:
-    assert kube.is_subset({"a": 1}, {"a": 1, "b": 2})
-    assert not kube.is_subset({"a": 1}, {"a": 1.5})
-    assert kube.is_subset({"a": 1}, {"a": 1.0})
-    assert not kube.is_subset({"a": True}, {"a": 1}), "booleans are not numbers"
-    assert not kube.is_subset({"a": "1"}, {"a": 1})
-    assert not kube.is_subset([1, 2], [1, 2, 3]), "list length is owned"
-    assert not kube.is_subset({"a": {"b": 1}}, {"a": None})
-    assert kube.is_subset({"a": None}, {}), "None means: don't care"
-
-
-def test_canonicalized_quantities_and_dropped_empty_collections_are_not_differences() -> None:
-    desired = {"resources": {"requests": {"cpu": "0.5", "memory": "1Gi"}, "limits": {"cpu": 2}}, "args": []}
-    live = {"resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2"}}}
-    assert kube.is_subset(desired, live)
-    assert not kube.is_subset(desired, {"resources": {"requests": {"cpu": "600m", "memory": "1Gi"}}})
-    assert not kube.is_subset({"resources": {"limits": {"cpu": "1"}}}, {"resources": {"limits": {}}})
-    # Quantity comparison applies to resource maps only: elsewhere "1" and "1.0" are different strings.
-    assert not kube.is_subset({"labels": {"v": "1"}}, {"labels": {"v": "1.0"}})
-
-
-def test_owned_projection_drops_identity_and_server_fields() -> None:
-    desired = desired_deployment()
-    desired["status"] = {"x": 1}
-    desired["metadata"]["resourceVersion"] = "1"
-    projection = kube.owned_projection(desired)
-    assert set(projection) == {"metadata", "spec"}
-    assert projection["metadata"] == {"labels": {"app": "demo"}}
+    live["metadata"]["managedFields"] = [
+        _entry(kube.FIELD_MANAGER, "Apply", {"f:spec": {}}),
+        _entry("x", "Update", {}),
+    ]
+    assert kube.managed_fields_upgrade(live) is None
+    assert kube.managed_fields_upgrade(desired_deployment()) is None
 
 
 def test_ownership_needs_labels_and_the_owner_uid() -> None:
@@ -136,16 +125,36 @@ async def test_create_or_update_outcomes(cluster: Cluster, client: Kube) -> None
     assert live is not None
     assert live["spec"]["template"]["spec"]["containers"][0]["image"] == "img:2"
     assert await client.create_or_update(desired_deployment(image="img:2")) == "unchanged"
-    assert len(cluster.requests(method="POST", plural="deployments")) == 1
-    assert len(cluster.requests(method="PATCH", plural="deployments")) == 1
+    # A read per call, and a server-side apply only when there is something to apply: the two "unchanged"
+    # calls find the object exactly as our last apply left it (same resourceVersion, same rendering).
+    assert not cluster.requests(method="POST", plural="deployments")
+    applies = cluster.requests(method="PATCH", plural="deployments")
+    assert len(applies) == 2
+    assert all(r.headers["Content-Type"] == kube.APPLY_PATCH for r in applies)
+    assert all(r.params == {"fieldManager": kube.FIELD_MANAGER, "force": "true"} for r in applies)
+    # Someone else writes the object: the next call applies again (a no-op on the server, so "unchanged").
+    path = DEPLOYMENTS.object_path(NAMESPACE, "demo")
+    await client.request(
+        "PATCH",
+        path,
+        body={"metadata": {"labels": {"x": "y"}}},
+        content_type="application/merge-patch+json",
+        query=[("fieldManager", "kubectl-edit")],
+    )
+    assert await client.create_or_update(desired_deployment(image="img:2")) == "unchanged"
+    assert len(cluster.requests(method="PATCH", plural="deployments")) == 4
 
 
-async def test_conflict_on_create_is_adopted(cluster: Cluster, client: Kube) -> None:
+async def test_an_object_created_between_our_read_and_our_apply_ends_up_as_rendered(
+    cluster: Cluster, client: Kube
+) -> None:
+    """Apply creates or updates in one request: a racing create is not an error (it was ours to make)."""
+
     def someone_else_creates(request: Any) -> None:
         cluster.api.objects["apps/v1/deployments", NAMESPACE, "demo"] = desired_deployment(image="theirs")
 
-    cluster.api.inject(Fault(matcher(method="POST", plural="deployments"), hook=someone_else_creates))
-    assert await client.create_or_update(desired_deployment()) == "updated"
+    cluster.api.inject(Fault(matcher(method="PATCH", plural="deployments"), hook=someone_else_creates))
+    assert await client.create_or_update(desired_deployment()) == "created"
     live = cluster.api.live("apps/v1/deployments", NAMESPACE, "demo")
     assert live is not None
     assert live["spec"]["template"]["spec"]["containers"][0]["image"] == "img:1"
