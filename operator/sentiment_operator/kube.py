@@ -69,6 +69,10 @@ class Invalid(KubeError):
     """400/422: the API server rejected the object as invalid; retrying the same request will not help."""
 
 
+class NotOwned(KubeError):
+    """An object with a child's name exists and is not ours (no ownerReference to our owner's uid)."""
+
+
 class Transient(KubeError):
     """5xx, 429, timeouts, broken connections: worth retrying with a backoff."""
 
@@ -397,6 +401,9 @@ class Kube:
     async def create_or_update(self, desired: Mapping[str, Any]) -> Outcome:
         """Make the live object exactly what we render: server-side apply, and report what changed.
 
+        An existing object that is not ours (none of its ownerReferences is our controller's uid) is never
+        adopted or overwritten: NotOwned, for the reconciler to report.
+
         Fields we rendered before and no longer render are removed by the API server (our manager owned them);
         fields other actors own (the HPA's replicas, a Service's clusterIP, others' labels) are left alone. A
         write that changes nothing is a no-op on the server, so "unchanged" is decided by the resourceVersion,
@@ -411,6 +418,18 @@ class Kube:
         digest = hashlib.sha256(json.dumps(desired, sort_keys=True).encode()).hexdigest()
         version = None
         if live is not None:
+            owner_uids = {
+                ref.get("uid") for ref in meta.get("ownerReferences") or [] if ref.get("controller")
+            }
+            refs = live.get("metadata", {}).get("ownerReferences") or []
+            if owner_uids and not any(ref.get("uid") in owner_uids for ref in refs):
+                owners = ", ".join(f"{r.get('kind')} {r.get('name')}" for r in refs) or "nothing"
+                raise NotOwned(
+                    f"{describe(desired)} already exists and belongs to {owners}, not to this "
+                    "SentimentModel: rename the SentimentModel or remove that object",
+                    status=409,
+                    reason="NotOwned",
+                )
             if self._applied.get(path) == (digest, live.get("metadata", {}).get("resourceVersion")):
                 return "unchanged"  # we applied exactly this, and nobody has written it since
             version = live.get("metadata", {}).get("resourceVersion")

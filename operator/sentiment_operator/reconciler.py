@@ -23,6 +23,7 @@ from sentiment_operator.kube import (
     JSONObj,
     KindMissing,
     Kube,
+    NotOwned,
     Outcome,
     describe,
     is_owned_by,
@@ -55,6 +56,7 @@ class Result:
     applied: dict[str, Outcome] = field(default_factory=dict)  # "Deployment ns/name" -> outcome
     deleted: list[str] = field(default_factory=list)
     invalid: InvalidSpecError | None = None
+    not_owned: list[str] = field(default_factory=list)  # children left alone: someone else's object is there
 
 
 def _now() -> str:
@@ -135,7 +137,10 @@ class Reconciler:
                     routing = "istio-missing"
                     continue
                 routing = "applied"
-            result.applied[describe(desired)] = await self.kube.create_or_update(desired)
+            try:
+                result.applied[describe(desired)] = await self.kube.create_or_update(desired)
+            except NotOwned as clash:
+                result.not_owned.append(str(clash))
 
         await self._prune(namespace, name, uid, children, result)
 
@@ -166,6 +171,7 @@ class Reconciler:
             observed=observed,
             previous=previous,
             now=self.clock(),
+            not_owned=result.not_owned,
         )
         self._change_events(result, previous, new_status, spec)
         await self._write_status(namespace, name, previous, new_status, result)
@@ -219,7 +225,16 @@ class Reconciler:
             result.events.append(Event("Normal", "Deleted", f"Deleted {what} (disabled in the spec)"))
         before = status.ready_of(previous)
         after = status.ready_of(new_status)
-        if after is not None and (before is None or before.get("status") != after.get("status")):
+        if (
+            after is not None
+            and after.get("reason") == status.CHILD_NOT_OWNED
+            and (
+                before is None
+                or (before.get("reason"), before.get("message")) != (after["reason"], after.get("message"))
+            )
+        ):
+            result.events.append(Event("Warning", status.CHILD_NOT_OWNED, str(after.get("message"))))
+        elif after is not None and (before is None or before.get("status") != after.get("status")):
             if after.get("status") == "True":
                 result.events.append(Event("Normal", "Ready", str(after.get("message"))))
             elif before is not None and before.get("status") == "True":

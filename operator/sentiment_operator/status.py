@@ -27,6 +27,7 @@ ROUTING: Final = "Routing"
 CONDITION_TYPES: Final = (READY, AVAILABLE, CACHE_READY, AUTOSCALING, ROUTING)
 
 INVALID_SPEC: Final = "InvalidSpec"
+CHILD_NOT_OWNED: Final = "ChildNotOwned"
 
 
 @dataclass(frozen=True)
@@ -254,8 +255,12 @@ def compute_status(
     observed: Observed,
     previous: Mapping[str, Any] | None,
     now: str,
+    not_owned: Sequence[str] = (),
 ) -> JSONObj:
-    """The full status of a valid SentimentModel. Keys with None values are to be removed (merge patch)."""
+    """The full status of a valid SentimentModel. Keys with None values are to be removed (merge patch).
+
+    ``not_owned``: why children could not be applied (objects of theirs in the way); Ready is False then.
+    """
     parts = [
         available_condition(observed.inference, name, generation),
         cache_condition(spec, observed, name, generation),
@@ -263,6 +268,8 @@ def compute_status(
         routing_condition(spec, observed, name, generation),
     ]
     ready = ready_condition(parts, spec, generation)
+    if not_owned:
+        ready = _condition(READY, False, CHILD_NOT_OWNED, "; ".join(not_owned), generation)
     note = canary_message(observed.canary, name)
     if note is not None:
         ready["message"] = f"{ready['message']}; {note}"

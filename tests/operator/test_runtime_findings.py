@@ -1,6 +1,5 @@
 """Real-cluster correctness findings in the apply layer (sentiment_operator.kube), against the test API
-server, which exposes what kmock forgave. Fixed ones are regression tests; open ones are xfail(strict), so a
-fix turns them into an XPASS failure that says to drop the marker."""
+server, which exposes what kmock forgave; each is a regression test of its fix."""
 
 from __future__ import annotations
 
@@ -8,7 +7,7 @@ import copy
 from typing import Any
 
 import pytest
-from operator_emulator import NAMESPACE, Cluster
+from operator_emulator import NAMESPACE, Cluster, eventually
 from sentiment_operator import kube
 from sentiment_operator.kube import Kube
 
@@ -105,12 +104,8 @@ async def test_fields_other_actors_own_are_left_alone(cluster: Cluster, client: 
     assert live["metadata"]["labels"]["team"] == "ml"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Real-cluster correctness #3: an existing object with a child's name is taken over without an "
-    "ownership check (a user's own Deployment named like the model is overwritten)",
-)
 async def test_an_object_we_do_not_own_is_never_overwritten(cluster: Cluster, client: Kube) -> None:
+    """#3: an existing object with a child's name but no ownerReference to our owner is left alone."""
     theirs = copy.deepcopy(deployment([]))
     theirs["metadata"]["labels"] = {"app": "theirs"}
     theirs["spec"]["template"]["spec"]["containers"][0]["image"] = "theirs:1"
@@ -122,8 +117,38 @@ async def test_an_object_we_do_not_own_is_never_overwritten(cluster: Cluster, cl
             "kind": "SentimentModel",
             "name": "demo",
             "uid": "u-1",
+            "controller": True,
+            "blockOwnerDeletion": True,
         }
     ]
-    with pytest.raises(kube.KubeError):
+    with pytest.raises(kube.NotOwned, match="Deployment default/demo already exists and belongs to nothing"):
         await client.create_or_update(ours)
     assert live_pod(cluster)["containers"][0]["image"] == "theirs:1"
+
+
+async def test_a_users_deployment_in_the_way_is_reported_not_taken_over(cluster: Cluster) -> None:
+    """#3 end to end: Ready=False/ChildNotOwned naming the object, one Warning Event, the user's object
+    untouched, every other child applied."""
+    await cluster.start_operator()
+    theirs = deployment([])
+    theirs["metadata"]["labels"] = {"team": "theirs"}
+    await cluster.http("POST", "/apis/apps/v1/namespaces/default/deployments", theirs)
+    await cluster.create_model(
+        "demo", {"image": "registry.example/inference:1.0", "cache": {"enabled": False}}
+    )
+    ready = await eventually(
+        lambda: (c := cluster.condition("demo", "Ready")) and c.get("reason") == "ChildNotOwned" and c,
+        what="Ready=False/ChildNotOwned",
+    )
+    assert ready["status"] == "False"
+    assert "Deployment default/demo already exists" in ready["message"]
+    await eventually(lambda: cluster.api.live("v1/services", NAMESPACE, "demo"), what="the Service")
+    await eventually(lambda: cluster.events(reason="ChildNotOwned", type="Warning"), what="the Warning")
+    # Another reconcile (a spec change) meets the same clash: status stays, no second Event.
+    await cluster.patch_model("demo", {"spec": {"replicas": 2}})
+    await eventually(lambda: (cluster.model("demo") or {}).get("status", {}).get("observedGeneration") == 2)
+    live = cluster.api.live("apps/v1/deployments", NAMESPACE, "demo")
+    assert live is not None
+    assert live["metadata"]["labels"] == {"team": "theirs"}
+    assert "ownerReferences" not in live["metadata"]
+    assert len(cluster.events(reason="ChildNotOwned", type="Warning")) == 1
