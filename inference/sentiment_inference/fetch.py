@@ -105,7 +105,11 @@ def _make_world_readable(out: Path) -> None:
             (Path(root) / name).chmod(0o755)
         for name in files:
             (Path(root) / name).chmod(0o644)
-    out.chmod(0o755)
+    # The mount root belongs to whoever made it: kubelet creates an emptyDir root-owned (mode 0777, fsGroup
+    # sets only its group), and a non-root uid without capabilities may not chmod it (EPERM, a crash-looping
+    # init container). What we create inside is ours; the root is changed only when it is ours too.
+    if out.stat().st_uid == os.getuid():
+        out.chmod(0o755)
 
 
 def _clear(out: Path, keep: str) -> None:

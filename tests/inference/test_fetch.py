@@ -94,6 +94,30 @@ def test_fetched_files_are_readable_by_other_users(source_dir: Path, tmp_path: P
             assert mode & stat.S_IXOTH, f"{path} is not world-traversable ({oct(mode)})"
 
 
+def test_fetch_into_a_mount_root_owned_by_another_uid(
+    source_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Real-cluster correctness #5: the download init container (uid 10001, no capabilities) fetches into an
+    emptyDir whose root kubelet created root-owned; chmod of that root is EPERM and must not be tried."""
+    out = tmp_path / "model"
+    out.mkdir(mode=0o777)
+    out.chmod(0o777)
+    real_chmod = Path.chmod
+
+    def chmod(self: Path, mode: int, *, follow_symlinks: bool = True) -> None:
+        if self == out:
+            raise PermissionError(1, "Operation not permitted", str(self))
+        real_chmod(self, mode, follow_symlinks=follow_symlinks)
+
+    monkeypatch.setattr(Path, "chmod", chmod)
+    monkeypatch.setattr(fetch.os, "getuid", lambda: out.stat().st_uid + 10001)
+    result = fetch.fetch_model(MODEL_ID, out, source=str(source_dir))
+    assert result.labels == ("NEGATIVE", "POSITIVE")
+    assert stat.S_IMODE(out.stat().st_mode) == 0o777
+    for path in out.rglob("*"):
+        assert stat.S_IMODE(path.stat().st_mode) & stat.S_IROTH, path
+
+
 def test_second_fetch_with_same_id_is_a_no_op(source_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "model"
     fetch.fetch_model(MODEL_ID, out, source=str(source_dir))
