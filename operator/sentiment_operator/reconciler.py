@@ -20,6 +20,8 @@ from sentiment_operator.kube import (
     MANAGED_BY_LABEL,
     SECRET,
     SENTIMENT_MODEL,
+    Forbidden,
+    Invalid,
     JSONObj,
     KindMissing,
     Kube,
@@ -141,6 +143,16 @@ class Reconciler:
                 result.applied[describe(desired)] = await self.kube.create_or_update(desired)
             except NotOwned as clash:
                 result.not_owned.append(str(clash))
+            except (Forbidden, Invalid) as refused:
+                # Retrying the same request will not help: say so in status before the caller reports it.
+                failed = status.failed_status(
+                    message=f"{describe(desired)} was refused: {refused}",
+                    generation=generation,
+                    previous=previous,
+                    now=self.clock(),
+                )
+                await self._write_status(namespace, name, previous, failed, result)
+                raise
 
         await self._prune(namespace, name, uid, children, result)
 

@@ -28,6 +28,7 @@ CONDITION_TYPES: Final = (READY, AVAILABLE, CACHE_READY, AUTOSCALING, ROUTING)
 
 INVALID_SPEC: Final = "InvalidSpec"
 CHILD_NOT_OWNED: Final = "ChildNotOwned"
+APPLY_FAILED: Final = "ApplyFailed"
 
 
 @dataclass(frozen=True)
@@ -69,10 +70,11 @@ def deployment_replicas(deployment: Mapping[str, Any] | None, default_desired: i
     )
 
 
-def _deployment_condition(deployment: Mapping[str, Any] | None, ctype: str) -> Mapping[str, Any] | None:
-    if deployment is None:
+def _live_condition(obj: Mapping[str, Any] | None, ctype: str) -> Mapping[str, Any] | None:
+    """The condition ``ctype`` a live child's controller reports in its status (a Deployment, an HPA)."""
+    if obj is None:
         return None
-    for cond in (deployment.get("status") or {}).get("conditions") or []:
+    for cond in (obj.get("status") or {}).get("conditions") or []:
         if cond.get("type") == ctype:
             return dict(cond)
     return None
@@ -93,13 +95,23 @@ def available_condition(deployment: Mapping[str, Any] | None, name: str, generat
     replicas = deployment_replicas(deployment, default_desired=1)
     if replicas.desired == 0:
         return _condition(AVAILABLE, False, "ScaledToZero", f"Deployment {name} has 0 replicas", generation)
-    dep_available = _deployment_condition(deployment, "Available")
+    dep_available = _live_condition(deployment, "Available")
     if replicas.available >= 1 and (dep_available is None or dep_available.get("status") != "False"):
         message = f"{replicas.ready}/{replicas.desired} replicas ready"
         if replicas.updated < replicas.desired:
             message += f", {replicas.updated} updated (rollout in progress)"
         return _condition(AVAILABLE, True, "MinimumReplicasAvailable", message, generation)
-    progressing = _deployment_condition(deployment, "Progressing")
+    failure = _live_condition(deployment, "ReplicaFailure")
+    if failure is not None and failure.get("status") == "True":
+        # The ReplicaSet cannot create pods (quota, admission, a missing ServiceAccount): say why.
+        return _condition(
+            AVAILABLE,
+            False,
+            "ReplicaFailure",
+            str(failure.get("message") or failure.get("reason")),
+            generation,
+        )
+    progressing = _live_condition(deployment, "Progressing")
     if progressing is not None and progressing.get("reason") == "ProgressDeadlineExceeded":
         return _condition(
             AVAILABLE, False, "ProgressDeadlineExceeded", str(progressing.get("message") or ""), generation
@@ -165,6 +177,11 @@ def autoscaling_condition(
             f"HorizontalPodAutoscaler {name} not found",
             generation,
         )
+    scaling = _live_condition(observed.hpa, "ScalingActive")
+    if scaling is not None and scaling.get("status") == "False":
+        # The HPA cannot compute a scale (no metrics, no CPU request): it will never scale.
+        reason = str(scaling.get("reason") or "ScalingInactive")
+        return _condition(AUTOSCALING, False, reason, str(scaling.get("message") or reason), generation)
     message = (
         f"{auto.min_replicas}-{auto.max_replicas} replicas at {auto.target_cpu_utilization_percentage}% CPU"
     )
@@ -300,6 +317,17 @@ def invalid_status(
     others = [dict(c) for c in old if c.get("type") != READY]
     conditions = merge_conditions(old, [ready], now) + others
     return {"observedGeneration": generation, "conditions": conditions}
+
+
+def failed_status(
+    *, message: str, generation: int | None, previous: Mapping[str, Any] | None, now: str
+) -> JSONObj:
+    """Status after the API refused to store a child (403, 422): Ready=False/ApplyFailed with the object and
+    the API's message. observedGeneration stays: this generation was not carried out."""
+    ready = _condition(READY, False, APPLY_FAILED, message, generation)
+    old = [c for c in (previous or {}).get("conditions") or [] if isinstance(c, Mapping)]
+    others = [dict(c) for c in old if c.get("type") != READY]
+    return {"conditions": merge_conditions(old, [ready], now) + others}
 
 
 def ready_of(status: Mapping[str, Any] | None) -> Mapping[str, Any] | None:

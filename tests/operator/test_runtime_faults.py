@@ -141,6 +141,12 @@ async def test_forbidden_is_reported_and_the_resync_timer_recovers(cluster: Clus
     )
     await cluster.create_model(NAME, SPEC)
     await eventually(lambda: cluster.events(reason="ReconcileFailed", type="Warning"), what="ReconcileFailed")
+    # Status tells the truth while writes fail (Real-cluster correctness #10): never Ready=True.
+    failed = cluster.condition(NAME, "Ready")
+    assert failed is not None
+    assert (failed["status"], failed["reason"]) == ("False", "ApplyFailed")
+    assert "Deployment default/demo was refused" in failed["message"]
+    assert "403" in failed["message"]
     await eventually(lambda: _all_children(cluster), within=30, what="every child after the timer's resync")
     assert len(denied.hits) == 1
     assert "403" in cluster.events(reason="ReconcileFailed")[0]["message"]

@@ -219,3 +219,66 @@ def test_status_changed_detects_removals_and_ignores_equal() -> None:
     assert not status.status_changed({}, {"gatewayPath": None})
     assert status.status_changed(None, {"observedGeneration": 1})
     assert not status.status_changed({"observedGeneration": 1, "other": 1}, {"observedGeneration": 1})
+
+
+def test_replica_failure_makes_available_false_with_the_controllers_message() -> None:
+    """Real-cluster correctness #10: a Deployment that cannot create pods says why, and Ready follows."""
+    failing = deployment(ready=0)
+    failing["status"]["conditions"].append(
+        {
+            "type": "ReplicaFailure",
+            "status": "True",
+            "reason": "FailedCreate",
+            "message": 'pods "demo-x" is forbidden: exceeded quota: compute',
+        }
+    )
+    st = compute(
+        {"autoscaling": {"enabled": False}, "cache": {"enabled": False}}, status.Observed(inference=failing)
+    )
+    available = cond(st, "Available")
+    assert (available["status"], available["reason"]) == ("False", "ReplicaFailure")
+    assert "exceeded quota" in available["message"]
+    assert cond(st, "Ready")["status"] == "False"
+
+
+def test_an_hpa_that_cannot_scale_makes_autoscaling_false() -> None:
+    """Real-cluster correctness #10: ScalingActive=False (e.g. no CPU request) is not "configured"."""
+    hpa = {
+        "status": {
+            "conditions": [
+                {
+                    "type": "ScalingActive",
+                    "status": "False",
+                    "reason": "FailedGetResourceMetric",
+                    "message": "missing request for cpu in container server",
+                }
+            ]
+        }
+    }
+    st = compute(
+        {"cache": {"enabled": False}}, status.Observed(inference=deployment(ready=2, updated=2), hpa=hpa)
+    )
+    autoscaling = cond(st, "Autoscaling")
+    assert (autoscaling["status"], autoscaling["reason"]) == ("False", "FailedGetResourceMetric")
+    assert "missing request for cpu" in autoscaling["message"]
+    hpa["status"]["conditions"][0]["status"] = "True"
+    assert (
+        cond(compute({"cache": {"enabled": False}}, status.Observed(hpa=hpa)), "Autoscaling")["status"]
+        == "True"
+    )
+
+
+def test_a_refused_apply_is_ready_false_and_keeps_the_other_conditions() -> None:
+    previous = {
+        "conditions": [
+            {"type": "Ready", "status": "True", "reason": "Ready", "message": "ok"},
+            {"type": "Routing", "status": "True", "reason": "Disabled", "message": "off"},
+        ]
+    }
+    st = status.failed_status(
+        message="Deployment prod/demo was refused: 403", generation=4, previous=previous, now=T1
+    )
+    assert "observedGeneration" not in st
+    ready = cond(st, "Ready")
+    assert (ready["status"], ready["reason"], ready["lastTransitionTime"]) == ("False", "ApplyFailed", T1)
+    assert cond(st, "Routing")["reason"] == "Disabled"
