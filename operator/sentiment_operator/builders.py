@@ -630,10 +630,14 @@ def _virtual_service(name: str, namespace: str, spec: SentimentModelSpec, uid: s
                 destinations[-1]["weight"] = weight
 
     # "/project" must not also match "/projects": match the exact path and the prefix with a slash.
-    if gateway_prefix == "/":
-        pairs: list[tuple[dict[str, str], str | None]] = [({"prefix": "/"}, None)]
+    pairs: list[tuple[dict[str, str], str | None]]
+    if gateway_prefix == server_prefix == "/":
+        pairs = [({"prefix": "/"}, None)]
     elif gateway_prefix == server_prefix:
         pairs = [({"exact": gateway_prefix}, None), ({"prefix": f"{gateway_prefix}/"}, None)]
+    elif gateway_prefix == "/":
+        # Everything the gateway sends goes under the server's prefix: "/predict" -> "/<prefix>/predict".
+        pairs = [({"prefix": "/"}, f"{server_prefix}/")]
     else:
         target_prefix = "" if server_prefix == "/" else server_prefix
         pairs = [

@@ -404,6 +404,34 @@ def test_virtual_service_routes_exact_and_prefix_to_the_service() -> None:
     assert "rewrite" not in route
 
 
+@pytest.mark.parametrize(
+    ("gateway", "server", "routes"),
+    [
+        # Real-cluster correctness #6: "/" at the gateway with the default server prefix /demo sent every
+        # request to the server without its prefix: a 404 each.
+        ("/", None, [({"prefix": "/"}, "/demo/")]),
+        ("/", "/", [({"prefix": "/"}, None)]),
+        ("/public", "/", [({"exact": "/public"}, "/"), ({"prefix": "/public/"}, "/")]),
+        ("/public", None, [({"exact": "/public"}, "/demo"), ({"prefix": "/public/"}, "/demo/")]),
+        (None, None, [({"exact": "/demo"}, None), ({"prefix": "/demo/"}, None)]),
+    ],
+)
+def test_the_gateway_path_always_reaches_the_servers_prefix(
+    gateway: str | None, server: str | None, routes: list[tuple[dict[str, str], str | None]]
+) -> None:
+    routing: dict[str, Any] = {"enabled": True}
+    if gateway is not None:
+        routing["pathPrefix"] = gateway
+    children = build(routing=routing, server={} if server is None else {"pathPrefix": server})
+    assert children.virtual_service is not None
+    got = [
+        (match["uri"], (http.get("rewrite") or {}).get("uri"))
+        for http in children.virtual_service["spec"]["http"]
+        for match in http["match"]
+    ]
+    assert got == routes
+
+
 @pytest.mark.parametrize(("weight", "expected"), [(10, [90, 10]), (50, [50, 50]), (0, [None]), (100, [None])])
 def test_canary_weights(weight: int, expected: list[int | None]) -> None:
     children = build(routing={"enabled": True, "canary": {"weight": weight, "image": "example/inference:2"}})
