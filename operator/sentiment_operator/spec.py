@@ -337,7 +337,9 @@ class InputLimits(_Spec):
 
     max_texts_per_request: int = Field(64, ge=1, description="Texts in one request.")
     max_text_chars: int = Field(5000, ge=1, description="Characters in one text.")
-    max_body_bytes: int = Field(1048576, ge=1, description="Bytes of one request body.")
+    max_body_bytes: int = Field(
+        1048576, ge=64, description="Bytes of one request body (the server needs at least 64)."
+    )
 
 
 _PATH_PREFIX = re.compile(r"^/$|^(/[A-Za-z0-9._~-]+)+$")

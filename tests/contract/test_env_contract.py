@@ -71,3 +71,90 @@ def test_rendered_environment_is_understood_by_the_server(
                 literal = {e["name"]: e["value"] for e in env if "value" in e}
                 assert settings.api_prefix == literal["SENTIMENT_API_PREFIX"].rstrip("/")
                 assert str(settings.port) == literal["SENTIMENT_PORT"]
+
+
+# Each spec field that becomes a server setting: (path under spec, the variable it renders).
+SPEC_TO_ENV: list[tuple[tuple[str, ...], str]] = [
+    (("server", "port"), "SENTIMENT_PORT"),
+    (("server", "torchThreads"), "SENTIMENT_TORCH_THREADS"),
+    (("server", "modelWorkers"), "SENTIMENT_MODEL_WORKERS"),
+    (("server", "batching", "maxBatchSize"), "SENTIMENT_MAX_BATCH_SIZE"),
+    (("server", "batching", "maxBatchTokens"), "SENTIMENT_MAX_BATCH_TOKENS"),
+    (("server", "batching", "maxWaitMs"), "SENTIMENT_MAX_WAIT_MS"),
+    (("server", "batching", "maxQueue"), "SENTIMENT_MAX_QUEUE"),
+    (("server", "limits", "maxTextsPerRequest"), "SENTIMENT_MAX_TEXTS_PER_REQUEST"),
+    (("server", "limits", "maxTextChars"), "SENTIMENT_MAX_TEXT_CHARS"),
+    (("server", "limits", "maxBodyBytes"), "SENTIMENT_MAX_BODY_BYTES"),
+    (("model", "maxSequenceLength"), "SENTIMENT_MAX_LENGTH"),
+]
+
+
+# Fields whose own bound collides with another field's default (a rule the spec checks across fields): the
+# other field is moved along, so that each bound is tried in a spec the operator accepts.
+COMPANIONS: dict[tuple[str, ...], list[tuple[tuple[str, ...], Any]]] = {
+    ("server", "batching", "maxBatchTokens"): [(("model", "maxSequenceLength"), lambda v: min(v, 512))],
+    ("server", "batching", "maxQueue"): [(("server", "limits", "maxTextsPerRequest"), lambda v: min(v, 64))],
+    ("server", "limits", "maxTextsPerRequest"): [(("server", "batching", "maxQueue"), lambda v: max(v, 512))],
+}
+
+
+def _crd_node(path: tuple[str, ...]) -> dict[str, Any]:
+    crd = yaml.safe_load((Path(__file__).parents[2] / "crds" / "sentimentmodel.yaml").read_text())
+    node: dict[str, Any] = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    for step in path:
+        node = node["properties"][step]
+    return node
+
+
+def _values(path: tuple[str, ...]) -> list[tuple[str, int]]:
+    """The field's minimum, maximum and default as the CRD (generated from the spec) declares them."""
+    node = _crd_node(path)
+    out = [
+        (kind, int(node[key]))
+        for kind, key in (("minimum", "minimum"), ("maximum", "maximum"), ("default", "default"))
+        if key in node
+    ]
+    assert any(kind == "minimum" for kind, _ in out), f"spec.{'.'.join(path)} has no minimum"
+    return out
+
+
+def _set(spec: dict[str, Any], path: tuple[str, ...], value: int) -> dict[str, Any]:
+    node = spec
+    for step in path[:-1]:
+        node = node.setdefault(step, {})
+    node[path[-1]] = value
+    return spec
+
+
+@pytest.mark.parametrize(
+    ("path", "variable", "kind", "value"),
+    [(path, variable, kind, value) for path, variable in SPEC_TO_ENV for kind, value in _values(path)],
+    ids=lambda v: ".".join(v) if isinstance(v, tuple) else str(v),
+)
+def test_every_bound_the_spec_accepts_boots_the_server(
+    path: tuple[str, ...], variable: str, kind: str, value: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Real-cluster correctness #9: a spec the API server and the operator accept never renders a setting the
+    server refuses at start (a crash loop). Each bound is tried alone, the rest of the spec at its defaults;
+    a combination the spec itself refuses (InvalidSpec) is fine: that never reaches a pod."""
+    from sentiment_operator.spec import InvalidSpecError
+
+    spec = _set({"autoscaling": {"enabled": False}}, path, value)
+    for companion, choose in COMPANIONS.get(path, []):
+        spec = _set(spec, companion, choose(value))
+    try:
+        parsed = parse_spec("demo", spec)
+    except InvalidSpecError:
+        pytest.fail(f"spec.{'.'.join(path)} = {value} (its CRD {kind}) is refused by the operator's own spec")
+    children = build_children("demo", "ns", parsed)
+    (server,) = [c for c in _containers(children.deployment) if c["name"] == "server"]
+    env = {
+        e["name"]: e.get("value", "from-secret") for e in server["env"] if e["name"].startswith(ENV_PREFIX)
+    }
+    assert env[variable] == str(value) or variable == "SENTIMENT_MAX_BATCH_TOKENS"
+    for key in list(os.environ):
+        if key.startswith(ENV_PREFIX):
+            monkeypatch.delenv(key)
+    for key, rendered in env.items():
+        monkeypatch.setenv(key, rendered)
+    Settings()  # raises ValidationError for a value the server would refuse at start
