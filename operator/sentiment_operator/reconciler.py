@@ -37,6 +37,9 @@ logger = logging.getLogger(__name__)
 
 EventType = Literal["Normal", "Warning"]
 VIRTUAL_SERVICE_KIND: Final = "VirtualService"
+# The VirtualService versions we can write, newest first: the builders render v1 (Istio >= 1.22); Istio
+# before 1.22 serves the same schema as v1beta1 only.
+VIRTUAL_SERVICE_VERSIONS: Final = ("networking.istio.io/v1", "networking.istio.io/v1beta1")
 
 
 @dataclass(frozen=True)
@@ -135,9 +138,11 @@ class Reconciler:
             if desired["kind"] == "Secret":
                 continue  # handled above; never patched
             if desired["kind"] == VIRTUAL_SERVICE_KIND:
-                if not await self.kube.serves(kind_of(desired["apiVersion"], desired["kind"])):
+                served = await self._virtual_service_version()
+                if served is None:
                     routing = "istio-missing"
                     continue
+                desired = {**desired, "apiVersion": served}
                 routing = "applied"
             try:
                 result.applied[describe(desired)] = await self.kube.create_or_update(desired)
@@ -189,6 +194,13 @@ class Reconciler:
         await self._write_status(namespace, name, previous, new_status, result)
         return result
 
+    async def _virtual_service_version(self) -> str | None:
+        """The newest VirtualService version the cluster serves (discovery), or None without Istio."""
+        for api_version in VIRTUAL_SERVICE_VERSIONS:
+            if await self.kube.serves(kind_of(api_version, VIRTUAL_SERVICE_KIND)):
+                return api_version
+        return None
+
     async def _get(self, api_version: str, kind: str, namespace: str, name: str) -> JSONObj | None:
         return await self.kube.get(kind_of(api_version, kind), namespace, name)
 
@@ -209,10 +221,15 @@ class Reconciler:
                 live = await self.kube.get(SECRET, namespace, secret_name)
                 candidates = [live] if live is not None else []
             else:
+                if kind_name == VIRTUAL_SERVICE_KIND:
+                    served = await self._virtual_service_version()
+                    if served is None:
+                        continue  # Istio not installed: nothing of that kind can exist
+                    kind = kind_of(served, kind_name)
                 try:
                     candidates = await self.kube.list(kind, namespace, selector)
                 except KindMissing:
-                    continue  # e.g. Istio not installed: nothing of that kind can exist
+                    continue  # the kind is not served: nothing of it can exist
             for obj in candidates:
                 obj_name = obj.get("metadata", {}).get("name")
                 if (api_version, kind_name, obj_name) in wanted or not is_owned_by(obj, uid):

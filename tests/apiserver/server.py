@@ -157,8 +157,11 @@ class ApiServer(kmock.KubernetesEmulator):
                 subresources=set(subresources),
             )
 
-    def install_istio(self) -> None:
-        self.register((ISTIO_RESOURCE,))
+    def install_istio(self, version: str = "v1") -> None:
+        """Serve Istio's VirtualService (``v1beta1`` alone, as Istio before 1.22 does)."""
+        path, kind, namespaced, subresources = ISTIO_RESOURCE
+        served = (path.replace("/v1/", f"/{version}/"), kind, namespaced, subresources)
+        self.register((served,))
 
     # --- fault injection ---------------------------------------------------------------------------------
 
