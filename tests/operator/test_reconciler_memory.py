@@ -1,0 +1,149 @@
+"""The Reconciler and the real Kube over the in-memory API (memory_kube.py): milliseconds per reconcile, the
+same write semantics as the test API server. The real-cluster findings, pinned at the reconciler's level."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from memory_kube import MemoryApi, MemoryKube
+from sentiment_operator import kube
+from sentiment_operator.reconciler import Reconciler
+
+NS, NAME = "default", "demo"
+MODELS = kube.SENTIMENT_MODEL.collection_path(NS)
+SPEC: dict[str, Any] = {"image": "registry.example/inference:1.0", "autoscaling": {"enabled": False}}
+
+
+@pytest.fixture
+def api() -> MemoryApi:
+    return MemoryApi()
+
+
+@pytest.fixture
+def client(api: MemoryApi) -> MemoryKube:
+    return MemoryKube(api)
+
+
+async def create(client: MemoryKube, spec: dict[str, Any], name: str = NAME) -> dict[str, Any]:
+    body = {
+        "apiVersion": "serving.sentiment.dev/v1alpha1",
+        "kind": "SentimentModel",
+        "metadata": {"name": name},
+    }
+    created: dict[str, Any] = await client.request("POST", MODELS, body={**body, "spec": spec})
+    return created
+
+
+async def respec(client: MemoryKube, spec: dict[str, Any], name: str = NAME) -> None:
+    await client.request(
+        "PATCH",
+        kube.SENTIMENT_MODEL.object_path(NS, name),
+        body={"spec": spec},
+        content_type="application/merge-patch+json",
+    )
+
+
+def pod(api: MemoryApi, name: str = NAME) -> dict[str, Any]:
+    deployment = api.live("apps/v1", "deployments", NS, name)
+    assert deployment is not None
+    spec: dict[str, Any] = deployment["spec"]["template"]["spec"]
+    return spec
+
+
+def ready(api: MemoryApi, name: str = NAME) -> dict[str, Any]:
+    model = api.live("serving.sentiment.dev/v1alpha1", "sentimentmodels", NS, name)
+    assert model is not None
+    condition: dict[str, Any] = next(c for c in model["status"]["conditions"] if c["type"] == "Ready")
+    return condition
+
+
+async def test_create_then_a_steady_reconcile_writes_nothing(api: MemoryApi, client: MemoryKube) -> None:
+    await create(client, SPEC)
+    reconciler = Reconciler(client)
+    result = await reconciler.reconcile(NS, NAME)
+    assert result is not None
+    assert set(result.applied.values()) == {"created"}
+    before = len(api.writes())
+    again = await reconciler.reconcile(NS, NAME)
+    assert again is not None
+    assert set(again.applied.values()) == {"unchanged"}
+    assert api.writes()[before:] == []
+    assert again.events == []
+
+
+async def test_turning_the_cache_off_removes_what_it_added_to_the_pod(
+    api: MemoryApi, client: MemoryKube
+) -> None:
+    """#1: the wait-redis init containers and the Secret reference go with the cache (a merge patch left them,
+    and new pods failed with CreateContainerConfigError)."""
+    await create(client, {**SPEC, "cache": {"enabled": True}})
+    reconciler = Reconciler(client)
+    await reconciler.reconcile(NS, NAME)
+    assert pod(api).get("initContainers")
+    await respec(client, {"cache": {"enabled": False}})
+    await reconciler.reconcile(NS, NAME)
+    spec = pod(api)
+    assert not [c for c in spec.get("initContainers", []) if c["name"].startswith("wait-redis")]
+    assert "redis-auth" not in repr(spec)
+    assert api.live("v1", "secrets", NS, f"{NAME}-redis-auth") is None
+
+
+async def test_restricted_to_baseline_drops_the_restricted_fields(api: MemoryApi, client: MemoryKube) -> None:
+    """#1: podSecurity restricted -> baseline no longer keeps runAsNonRoot/runAsUser."""
+    await create(client, SPEC)
+    reconciler = Reconciler(client)
+    await reconciler.reconcile(NS, NAME)
+    assert pod(api)["securityContext"].get("runAsNonRoot") is True
+    await respec(client, {"podSecurity": "baseline"})
+    await reconciler.reconcile(NS, NAME)
+    assert "runAsNonRoot" not in pod(api).get("securityContext", {})
+
+
+async def test_a_root_path_prefix_causes_no_perpetual_write(api: MemoryApi, client: MemoryKube) -> None:
+    """#2: SENTIMENT_API_PREFIX renders value "" for pathPrefix "/": the server drops it; no fight."""
+    await create(client, {**SPEC, "server": {"pathPrefix": "/"}})
+    reconciler = Reconciler(client)
+    await reconciler.reconcile(NS, NAME)
+    env = {e["name"]: e for e in pod(api)["containers"][0]["env"]}
+    assert "value" not in env["SENTIMENT_API_PREFIX"]
+    before = len(api.writes())
+    fresh = Reconciler(MemoryKube(api))  # a restarted operator: no memory of its last applies
+    result = await fresh.reconcile(NS, NAME)
+    assert result is not None
+    assert set(result.applied.values()) == {"unchanged"}
+    assert api.writes()[before:] == []
+
+
+async def test_a_model_named_like_another_models_canary_is_refused(
+    api: MemoryApi, client: MemoryKube
+) -> None:
+    """#3: model a's canary and a model named a-canary render the same object names."""
+    api.install_istio()
+    await create(client, {**SPEC, "routing": {"enabled": True, "canary": {"weight": 10}}}, name="a")
+    await create(client, SPEC, name="a-canary")
+    reconciler = Reconciler(client)
+    await reconciler.reconcile(NS, "a")
+    canary = api.live("apps/v1", "deployments", NS, "a-canary")
+    assert canary is not None
+    result = await reconciler.reconcile(NS, "a-canary")
+    assert result is not None
+    assert any("Deployment default/a-canary already exists" in clash for clash in result.not_owned)
+    assert ready(api, "a-canary")["reason"] == "ChildNotOwned"
+    assert [e.reason for e in result.events if e.type == "Warning"] == ["ChildNotOwned"]
+    after = api.live("apps/v1", "deployments", NS, "a-canary")
+    assert after is not None
+    assert after["metadata"]["ownerReferences"] == canary["metadata"]["ownerReferences"]
+
+
+async def test_a_refused_apply_reaches_status(api: MemoryApi, client: MemoryKube) -> None:
+    """#10: a 403 on a child's apply is Ready=False/ApplyFailed naming the object, then the error goes up."""
+    await create(client, SPEC)
+    api.refuse = lambda method, path: (
+        403 if method == "PATCH" and path.endswith("/deployments/demo") else None
+    )
+    with pytest.raises(kube.Forbidden):
+        await Reconciler(client).reconcile(NS, NAME)
+    condition = ready(api)
+    assert (condition["status"], condition["reason"]) == ("False", "ApplyFailed")
+    assert "Deployment default/demo was refused" in condition["message"]
