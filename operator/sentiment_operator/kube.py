@@ -243,8 +243,9 @@ class Kube:
         self._api = kubernetes.client.ApiClient(configuration)
         self._api.user_agent = "sentiment-operator"
         self.timeout = timeout
-        # object path -> (digest of what we applied, the resourceVersion the apply left): lets a reconcile
-        # that would apply the same object to an object nobody touched since skip the request.
+        # object path -> (digest of what we applied, fingerprint of what the apply left): a reconcile that
+        # would apply the same object to an object whose spec and metadata nobody touched since (its status
+        # may have moved: a controller's business) skips the request.
         self._applied: dict[str, tuple[str, str]] = {}
 
     @classmethod
@@ -430,8 +431,8 @@ class Kube:
                     status=409,
                     reason="NotOwned",
                 )
-            if self._applied.get(path) == (digest, live.get("metadata", {}).get("resourceVersion")):
-                return "unchanged"  # we applied exactly this, and nobody has written it since
+            if self._applied.get(path) == (digest, _fingerprint(live)):
+                return "unchanged"  # we applied exactly this, and only its status changed since
             version = live.get("metadata", {}).get("resourceVersion")
             upgrade = managed_fields_upgrade(live)
             if upgrade is not None:
@@ -444,7 +445,7 @@ class Kube:
                 version = (migrated or {}).get("metadata", {}).get("resourceVersion")
                 logger.info("Migrated %s to server-side apply", describe(desired))
         result = await self.apply(desired)
-        self._applied[path] = (digest, str(result.get("metadata", {}).get("resourceVersion")))
+        self._applied[path] = (digest, _fingerprint(result))
         if live is None:
             logger.info("Created %s", describe(desired))
             return "created"
@@ -478,6 +479,15 @@ class Kube:
             return "unchanged", (live or {}).get("metadata", {}).get("uid")
         logger.info("Created Secret %s/%s", namespace, name)
         return "created", created.get("metadata", {}).get("uid")
+
+
+def _fingerprint(obj: Mapping[str, Any]) -> str:
+    """A digest of an object without its status and the metadata every write (a status write too) changes."""
+    meta = {
+        k: v for k, v in (obj.get("metadata") or {}).items() if k not in ("resourceVersion", "managedFields")
+    }
+    rest = {k: v for k, v in obj.items() if k not in ("status", "metadata")}
+    return hashlib.sha256(json.dumps([meta, rest], sort_keys=True).encode()).hexdigest()
 
 
 def generate_password() -> str:

@@ -147,3 +147,23 @@ async def test_a_refused_apply_reaches_status(api: MemoryApi, client: MemoryKube
     condition = ready(api)
     assert (condition["status"], condition["reason"]) == ("False", "ApplyFailed")
     assert "Deployment default/demo was refused" in condition["message"]
+
+
+async def test_a_status_only_change_of_a_child_is_not_answered_with_an_apply(
+    api: MemoryApi, client: MemoryKube
+) -> None:
+    """#11 in part: the Deployment controller writing status does not make the next reconcile re-apply."""
+    await create(client, SPEC)
+    reconciler = Reconciler(client)
+    await reconciler.reconcile(NS, NAME)
+    status_path = kube.KINDS["apps/v1", "Deployment"].object_path(NS, NAME, "status")
+    await client.request(
+        "PATCH",
+        status_path,
+        body={"status": {"readyReplicas": 1, "availableReplicas": 1, "replicas": 1}},
+        content_type="application/merge-patch+json",
+    )
+    before = len(api.calls)
+    await reconciler.reconcile(NS, NAME)
+    applies = [c for c in api.calls[before:] if c.method == "PATCH" and "/deployments/" in c.path]
+    assert applies == []

@@ -126,7 +126,7 @@ async def test_create_or_update_outcomes(cluster: Cluster, client: Kube) -> None
     assert live["spec"]["template"]["spec"]["containers"][0]["image"] == "img:2"
     assert await client.create_or_update(desired_deployment(image="img:2")) == "unchanged"
     # A read per call, and a server-side apply only when there is something to apply: the two "unchanged"
-    # calls find the object exactly as our last apply left it (same resourceVersion, same rendering).
+    # calls find the object as our last apply left it (same rendering; spec and metadata untouched).
     assert not cluster.requests(method="POST", plural="deployments")
     applies = cluster.requests(method="PATCH", plural="deployments")
     assert len(applies) == 2
