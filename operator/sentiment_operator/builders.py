@@ -9,7 +9,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from .podsecurity import RESTRICTED_CONTAINER_CONTEXT, restricted_pod_context
 from .spec import (
@@ -372,6 +372,47 @@ def _volumes(variant: _Variant) -> list[dict[str, Any]]:
     return volumes
 
 
+# Spread over nodes first, then zones; ScheduleAnyway: a small cluster still schedules every replica.
+TOPOLOGY_KEYS: Final = ("kubernetes.io/hostname", "topology.kubernetes.io/zone")
+
+
+def _topology_spread(spec: SentimentModelSpec, selector: dict[str, str]) -> list[dict[str, Any]]:
+    """The server pods' TopologySpreadConstraints: the spec's own, else across nodes and zones."""
+    if spec.topology_spread is None:
+        return [
+            {
+                "maxSkew": 1,
+                "topologyKey": key,
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": dict(selector)},
+            }
+            for key in TOPOLOGY_KEYS
+        ]
+    return [
+        {**constraint, "labelSelector": constraint.get("labelSelector") or {"matchLabels": dict(selector)}}
+        for constraint in spec.topology_spread
+    ]
+
+
+def _disruption_budget(
+    name: str, namespace: str, spec: SentimentModelSpec, uid: str | None
+) -> Manifest | None:
+    """A PodDisruptionBudget for the stable server pods when more than one is wanted (with one pod, a budget
+    would block every node drain)."""
+    wanted = spec.autoscaling.min_replicas if spec.autoscaling.enabled else spec.replicas
+    if not spec.disruption_budget.enabled or wanted <= 1:
+        return None
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(name, namespace, name, COMPONENT_INFERENCE, uid),
+        "spec": {
+            "maxUnavailable": spec.disruption_budget.max_unavailable,
+            "selector": {"matchLabels": selector_labels(name, COMPONENT_INFERENCE)},
+        },
+    }
+
+
 def _inference_deployment(
     name: str,
     namespace: str,
@@ -407,6 +448,9 @@ def _inference_deployment(
         pod_spec["nodeSelector"] = dict(spec.node_selector)
     if spec.tolerations:
         pod_spec["tolerations"] = [dict(t) for t in spec.tolerations]
+    spread = _topology_spread(spec, selector_labels(name, variant.component))
+    if spread:
+        pod_spec["topologySpreadConstraints"] = spread
     deployment_spec: dict[str, Any] = {}
     if not spec.autoscaling.enabled:
         # With an HPA the replica count belongs to the HPA; setting it here would fight it on every apply.
@@ -729,6 +773,7 @@ class Children:
     redis_service: Manifest | None = None
     hpa: Manifest | None = None
     canary_hpa: Manifest | None = None
+    disruption_budget: Manifest | None = None
     virtual_service: Manifest | None = None
     network_policies: tuple[Manifest, ...] = ()
 
@@ -739,6 +784,7 @@ class Children:
         ("v1", "Secret"),
         ("v1", "Service"),
         ("apps/v1", "Deployment"),
+        ("policy/v1", "PodDisruptionBudget"),
         ("autoscaling/v2", "HorizontalPodAutoscaler"),
         ("networking.istio.io/v1", "VirtualService"),
     )
@@ -762,6 +808,7 @@ class Children:
             self.redis_deployment,
             self.service,
             self.deployment,
+            self.disruption_budget,
             self.canary_service,
             self.canary_deployment,
             self.hpa,
@@ -821,6 +868,7 @@ def build_children(
         redis_service=_redis_service(name, namespace, uid) if managed else None,
         hpa=_hpa(name, namespace, spec, stable, uid) if spec.autoscaling.enabled else None,
         canary_hpa=_hpa(name, namespace, spec, canary, uid) if canary and spec.autoscaling.enabled else None,
+        disruption_budget=_disruption_budget(name, namespace, spec, uid),
         virtual_service=_virtual_service(name, namespace, spec, uid) if spec.routing.enabled else None,
         network_policies=tuple(policies),
     )

@@ -115,6 +115,7 @@ _KINDS: Final[tuple[Kind, ...]] = (
     Kind("v1", "Event", "events"),
     Kind("apps/v1", "Deployment", "deployments"),
     Kind("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
+    Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
     Kind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
     Kind("networking.istio.io/v1", "VirtualService", "virtualservices"),
     Kind("networking.istio.io/v1beta1", "VirtualService", "virtualservices"),

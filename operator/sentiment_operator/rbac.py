@@ -32,6 +32,7 @@ REQUIRED_PERMISSIONS: Final[frozenset[Permission]] = frozenset(
         *(("apps", "deployments", verb) for verb in _CHILD_VERBS),
         *(("", "services", verb) for verb in _CHILD_VERBS),
         *(("autoscaling", "horizontalpodautoscalers", verb) for verb in _CHILD_VERBS),
+        *(("policy", "poddisruptionbudgets", verb) for verb in _CHILD_VERBS),
         *(("networking.k8s.io", "networkpolicies", verb) for verb in _CHILD_VERBS),
         *(("networking.istio.io", "virtualservices", verb) for verb in _CHILD_VERBS),
         # The generated Redis password: created once, read by name, deleted when the cache is turned off.

@@ -651,6 +651,16 @@ class NetworkPolicySpec(_Spec):
     )
 
 
+class DisruptionBudgetSpec(_Spec):
+    """A PodDisruptionBudget for the server pods whenever more than one is wanted: voluntary evictions (node
+    drains, cluster upgrades) then take them down a few at a time instead of all at once."""
+
+    enabled: bool = Field(
+        True, description="Create the PodDisruptionBudget when more than one pod is wanted."
+    )
+    max_unavailable: int = Field(1, ge=1, description="Server pods one voluntary disruption may take down.")
+
+
 _CONTAINER_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 
@@ -682,6 +692,15 @@ class SentimentModelSpec(_Spec):
     )
     node_selector: dict[str, str] = Field({}, description="Node labels the server pods must match.")
     tolerations: list[dict[str, Any]] = Field([], description="Kubernetes Tolerations of the server pods.")
+    topology_spread: list[dict[str, Any]] | None = Field(
+        None,
+        description="Kubernetes TopologySpreadConstraints of the server pods. Unset: spread across nodes "
+        "and zones (maxSkew 1, ScheduleAnyway); [] for none. A constraint without labelSelector selects "
+        "this model's server pods.",
+    )
+    disruption_budget: DisruptionBudgetSpec = Field(
+        DisruptionBudgetSpec(), description="PodDisruptionBudget of the server pods."
+    )
     init_containers: list[dict[str, Any]] = Field(
         [],
         description="Extra init containers (Kubernetes Container objects), run after the operator's own.",
@@ -705,6 +724,25 @@ class SentimentModelSpec(_Spec):
     autoscaling: AutoscalingSpec = Field(AutoscalingSpec(), description="Horizontal pod autoscaling.")
     routing: RoutingSpec = Field(RoutingSpec(), description="Istio routing.")
     network_policy: NetworkPolicySpec = Field(NetworkPolicySpec(), description="Network isolation.")
+
+    @field_validator("topology_spread")
+    @classmethod
+    def _topology_spread(cls, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        for index, item in enumerate(value or []):
+            missing = [key for key in ("maxSkew", "topologyKey", "whenUnsatisfiable") if key not in item]
+            if missing:
+                raise SpecFieldError(f"[{index}]", f"a TopologySpreadConstraint needs {', '.join(missing)}")
+            if item["whenUnsatisfiable"] not in ("DoNotSchedule", "ScheduleAnyway"):
+                raise SpecFieldError(
+                    f"[{index}].whenUnsatisfiable", "must be DoNotSchedule or ScheduleAnyway"
+                )
+            if (
+                not isinstance(item["maxSkew"], int)
+                or isinstance(item["maxSkew"], bool)
+                or item["maxSkew"] < 1
+            ):
+                raise SpecFieldError(f"[{index}].maxSkew", "must be an integer of at least 1")
+        return value
 
     @field_validator("env")
     @classmethod

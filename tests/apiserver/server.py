@@ -67,6 +67,7 @@ CORE_RESOURCES: tuple[tuple[str, str, bool, tuple[str, ...]], ...] = (
     ("v1/services", "Service", True, ("status",)),
     ("apps/v1/deployments", "Deployment", True, ("status", "scale")),
     ("autoscaling/v2/horizontalpodautoscalers", "HorizontalPodAutoscaler", True, ("status",)),
+    ("policy/v1/poddisruptionbudgets", "PodDisruptionBudget", True, ("status",)),
     ("networking.k8s.io/v1/networkpolicies", "NetworkPolicy", True, ()),
     ("serving.sentiment.dev/v1alpha1/sentimentmodels", "SentimentModel", True, ("status",)),
 )

@@ -32,6 +32,7 @@ SERVED: dict[str, dict[str, tuple[str, bool, bool]]] = {
     },
     "apps/v1": {"deployments": ("Deployment", True, True)},
     "autoscaling/v2": {"horizontalpodautoscalers": ("HorizontalPodAutoscaler", True, True)},
+    "policy/v1": {"poddisruptionbudgets": ("PodDisruptionBudget", True, True)},
     "networking.k8s.io/v1": {"networkpolicies": ("NetworkPolicy", True, False)},
     "serving.sentiment.dev/v1alpha1": {"sentimentmodels": ("SentimentModel", True, True)},
 }

@@ -76,7 +76,7 @@ def test_without_uid_there_are_no_owner_references() -> None:
 
 
 def test_managed_kinds_cover_every_child_kind() -> None:
-    children = build(routing={"enabled": True, "canary": {}})
+    children = build(routing={"enabled": True, "canary": {}}, autoscaling={"minReplicas": 2})
     produced = {(obj["apiVersion"], obj["kind"]) for obj in children.objects()}
     assert produced == set(Children.MANAGED_KINDS)
 
@@ -556,3 +556,80 @@ def test_network_policies_can_be_disabled() -> None:
 def test_objects_are_plain_json() -> None:
     for obj in build(routing={"enabled": True, "canary": {}}).objects():
         assert json.loads(json.dumps(obj)) == obj
+
+
+def test_server_pods_spread_across_nodes_and_zones_by_default() -> None:
+    children = build()
+    spread = children.deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    selector = children.deployment["spec"]["selector"]["matchLabels"]
+    assert [(c["topologyKey"], c["maxSkew"], c["whenUnsatisfiable"]) for c in spread] == [
+        ("kubernetes.io/hostname", 1, "ScheduleAnyway"),
+        ("topology.kubernetes.io/zone", 1, "ScheduleAnyway"),
+    ]
+    assert all(c["labelSelector"] == {"matchLabels": selector} for c in spread)
+
+
+def test_topology_spread_can_be_replaced_or_turned_off() -> None:
+    own = [{"maxSkew": 2, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule"}]
+    children = build(topologySpread=own, routing={"enabled": True, "canary": {"weight": 10}})
+    (constraint,) = children.deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert constraint["maxSkew"] == 2
+    assert constraint["labelSelector"] == {
+        "matchLabels": children.deployment["spec"]["selector"]["matchLabels"]
+    }
+    assert children.canary_deployment is not None
+    (canary,) = children.canary_deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert (
+        canary["labelSelector"]["matchLabels"]
+        == children.canary_deployment["spec"]["selector"]["matchLabels"]
+    )
+    off = build(topologySpread=[])
+    assert "topologySpreadConstraints" not in off.deployment["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"topologyKey": "k", "whenUnsatisfiable": "ScheduleAnyway"}, "needs maxSkew"),
+        (
+            {"maxSkew": 1, "topologyKey": "k", "whenUnsatisfiable": "Sometimes"},
+            "DoNotSchedule or ScheduleAnyway",
+        ),
+        ({"maxSkew": 0, "topologyKey": "k", "whenUnsatisfiable": "ScheduleAnyway"}, "at least 1"),
+    ],
+)
+def test_a_broken_spread_constraint_is_an_invalid_spec(bad: dict[str, Any], message: str) -> None:
+    from sentiment_operator.spec import InvalidSpecError, parse_spec
+
+    with pytest.raises(InvalidSpecError, match=message) as caught:
+        parse_spec("demo", {"topologySpread": [bad]})
+    assert caught.value.field.startswith("spec.topologySpread[0]")
+
+
+@pytest.mark.parametrize(
+    ("spec", "budget"),
+    [
+        ({"autoscaling": {"enabled": False}, "replicas": 1}, None),
+        ({"autoscaling": {"enabled": False}, "replicas": 3}, 1),
+        ({"autoscaling": {"enabled": True, "minReplicas": 1, "maxReplicas": 4}}, None),
+        ({"autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 4}}, 1),
+        ({"autoscaling": {"enabled": False}, "replicas": 4, "disruptionBudget": {"maxUnavailable": 2}}, 2),
+        ({"autoscaling": {"enabled": False}, "replicas": 4, "disruptionBudget": {"enabled": False}}, None),
+    ],
+)
+def test_a_disruption_budget_whenever_more_than_one_server_pod_is_wanted(
+    spec: dict[str, Any], budget: int | None
+) -> None:
+    """With one pod a budget would block every node drain; with more, evictions go a few at a time."""
+    children = build(**spec)
+    if budget is None:
+        assert children.disruption_budget is None
+        return
+    pdb = children.disruption_budget
+    assert pdb is not None
+    assert pdb["apiVersion"] == "policy/v1"
+    assert pdb["spec"] == {
+        "maxUnavailable": budget,
+        "selector": {"matchLabels": children.deployment["spec"]["selector"]["matchLabels"]},
+    }
+    assert pdb in children.objects()

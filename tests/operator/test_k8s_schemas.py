@@ -23,6 +23,10 @@ EXTRA_MODELS = [
         initContainers=[{"name": "warm", "image": "busybox:1.36", "command": ["true"]}],
         env=[{"name": "EXTRA", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
         tolerations=[{"key": "k", "operator": "Exists"}],
+        topologySpread=[
+            {"maxSkew": 2, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule"}
+        ],
+        disruptionBudget={"maxUnavailable": 2},
         nodeSelector={"pool": "cpu"},
         autoscaling={
             "behavior": {"scaleUp": {"stabilizationWindowSeconds": 0}},
@@ -49,6 +53,7 @@ def test_there_is_something_to_validate() -> None:
         "Service",
         "Secret",
         "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
         "NetworkPolicy",
         "VirtualService",
     }
