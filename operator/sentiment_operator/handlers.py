@@ -39,6 +39,10 @@ WATCHED_CHILDREN: Final[tuple[tuple[str, str, str], ...]] = (
 )
 
 
+# Server-side label selector of the child watches: ours, and naming the SentimentModel they belong to.
+CHILD_SELECTOR: Final = f"{MANAGED_BY_LABEL}={MANAGED_BY},{INSTANCE_LABEL}"
+
+
 def default_kube() -> Kube:
     """A client from the in-cluster service account or the current kubeconfig context."""
     return Kube(kube_mod.load_configuration())
@@ -164,6 +168,10 @@ def configure_settings(settings: kopf.OperatorSettings, config: OperatorConfig) 
     settings.watching.reconnect_backoff = 1.0
     settings.networking.request_timeout = config.request_timeout
     settings.networking.connect_timeout = 30
+    # The children's lists and watches are filtered by the API server: the operator never receives (nor holds
+    # in memory) the cluster's other Deployments, Services, HPAs, PDBs and NetworkPolicies.
+    for group, version, plural in WATCHED_CHILDREN:
+        settings.watching.label_selectors[group, version, plural] = CHILD_SELECTOR
     if config.settings_hook is not None:
         config.settings_hook(settings)
 

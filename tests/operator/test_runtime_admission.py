@@ -85,3 +85,36 @@ async def test_a_baseline_spec_draws_the_warning_a_real_cluster_gives(cluster: C
     await cluster.create_model(NAME, {**SPEC, "podSecurity": "baseline", "cache": {"enabled": False}})
     await eventually(lambda: cluster.api.warnings, what="a Pod Security warning")
     assert all(w.startswith('would violate PodSecurity "restricted:latest"') for w in cluster.api.warnings)
+
+
+async def test_child_watches_are_filtered_by_the_api_server(cluster: Cluster) -> None:
+    """Real-cluster correctness #11: the child lists and watches carry our label selector, so a Deployment
+    that is not ours never reaches the operator at all."""
+    other = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "someone-elses", "labels": {"app": "x"}},
+        "spec": {
+            "selector": {"matchLabels": {"app": "x"}},
+            "template": {
+                "metadata": {"labels": {"app": "x"}},
+                "spec": {"containers": [{"name": "c", "image": "x"}]},
+            },
+        },
+    }
+    await cluster.http("POST", "/apis/apps/v1/namespaces/default/deployments", other)
+    await cluster.start_operator()
+    await cluster.create_model(NAME, SPEC)
+    await eventually(lambda: _children(cluster), within=30, what="every child")
+    for plural in ("deployments", "services", "horizontalpodautoscalers", "networkpolicies"):
+        reads = [
+            r
+            for r in cluster.requests(method="GET", plural=plural)
+            if r.headers.get("User-Agent", "").startswith("kopf") and r.name is None
+        ]
+        assert reads, plural
+        assert all(
+            r.params.get("labelSelector")
+            == "app.kubernetes.io/managed-by=sentiment-operator,app.kubernetes.io/instance"
+            for r in reads
+        ), [r.params for r in reads]
