@@ -4,6 +4,7 @@ pyproject.toml, and the check CI runs (``make lint``) fails, naming the fix, whe
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -152,8 +153,23 @@ def test_the_data_lock_names_the_package_devmodel_reads() -> None:
     assert canonicalize_name(devmodel._VOCAB_PACKAGE) in names
 
 
+def _climbs_out(text: str, depth: int) -> list[str]:
+    """Path arithmetic in ``text`` (a file ``depth`` levels below the root) that leaves the checkout."""
+    found = [f"parents[{n}]" for n in re.findall(r"parents\[(\d+)\]", text) if int(n) >= depth]
+    found += re.findall(r"\b(?:ROOT|REPO)\.parent\b", text)
+    return found
+
+
 def test_ci_and_the_tests_read_nothing_beside_the_checkout() -> None:
-    beside = ["../" + "shared", '.parent / "' + 'shared"', "parents[2] / " + '"shared"']
-    for path in [ROOT / ".ci" / "run", ROOT / "Makefile", *sorted((ROOT / "tests").rglob("*.py"))]:
-        text = path.read_text(encoding="utf-8")
-        assert not [b for b in beside if b in text], path
+    """A clone from the forge has nothing beside it: no path may climb out of the checkout. From a test file
+    ``depth`` levels down, ``parents[depth - 1]`` is the repository root and the highest allowed; the root is
+    never climbed from; the CI script and the Makefile use no ``..`` paths."""
+    # The check can fail (the examples are assembled so that this file does not contain them).
+    climb, beside = "parents" + "[2]", "REPO" + ".parent"
+    assert _climbs_out(f"Path(__file__).{climb}", depth=2) == [climb]
+    assert _climbs_out(f"{beside} / 'x'", depth=2) == [beside]
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        rel = path.relative_to(ROOT)
+        assert not _climbs_out(path.read_text(encoding="utf-8"), len(rel.parts)), rel
+    for path in (ROOT / ".ci" / "run", ROOT / "Makefile"):
+        assert "../" not in path.read_text(encoding="utf-8"), path.relative_to(ROOT)
