@@ -127,6 +127,14 @@ class TypeInfo:
     def builtin(self) -> bool:
         return self.crd_schema is None
 
+    @classmethod
+    def of(cls, kind: str, group: str, *, has_status: bool, crd_schema: dict[str, Any] | None) -> TypeInfo:
+        """A served kind: built in (its group is empty, one word, or *.k8s.io) or custom (its CRD's schema;
+        without one, everything is kept)."""
+        custom = "." in group and not group.endswith("k8s.io")
+        schema = (crd_schema or {"x-kubernetes-preserve-unknown-fields": True}) if custom else None
+        return cls(kind, crd_schema=schema, has_status=has_status)
+
     def list_type(self, path: Path) -> ListType:
         if path in _META:
             return _META[path]

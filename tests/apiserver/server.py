@@ -31,11 +31,9 @@ import yaml
 from kmock._internal import k8s as kmock_k8s
 from kmock._internal import parsing, rendering
 
-from apiserver import apply as apply_module
 from apiserver import podsecurity, rbac, selectors
-from apiserver.patch import APPLY
 from apiserver.schema import TypeInfo
-from apiserver.store import ApiError, Write, admit
+from apiserver.store import ApiError, admit, write_for
 
 _kmock_parse_path = parsing.parse_path
 
@@ -194,14 +192,11 @@ class ApiServer(kmock.KubernetesEmulator):
         for known, info in self.resources.items():
             if known == resource:
                 path = f"{resource.group}/{resource.version}/{resource.plural}".lstrip("/")
-                schema = self.crd_schemas.get(path)
-                custom = (
-                    bool(resource.group) and "." in resource.group and not resource.group.endswith("k8s.io")
-                )
-                return TypeInfo(
+                return TypeInfo.of(
                     info.kind,
-                    crd_schema=(schema or {"x-kubernetes-preserve-unknown-fields": True}) if custom else None,
+                    resource.group or "",
                     has_status="status" in info.subresources,
+                    crd_schema=self.crd_schemas.get(path),
                 )
         raise kmock_k8s.KubernetesResourceNotFoundError()
 
@@ -256,22 +251,17 @@ class ApiServer(kmock.KubernetesEmulator):
         body: Any = request.data if request.data is not None else request.text
         if request.data is None and method != "PATCH":
             raise ApiError(400, "BadRequest", "the request body is not JSON")
-        name = request.name
-        if method == "POST" and isinstance(body, dict):
-            name = (body.get("metadata") or {}).get("name")
-        write = Write(
-            verb={"POST": "create", "PUT": "update", "PATCH": "patch"}[method],
-            body=body,
+        write = write_for(
+            method,
+            body,
             namespace=request.namespace,
-            name=name,
-            content_type=headers.get("content-type", "application/json"),
+            name=request.name,
             subresource=request.subresource or "",
-            manager=request.params.get("fieldManager", "")
-            if headers.get("content-type", "").startswith(APPLY)
-            else request.params.get("fieldManager")
-            or apply_module.manager_from_user_agent(headers.get("user-agent", "")),
-            force=request.params.get("force") == "true",
+            content_type=headers.get("content-type", "application/json"),
+            params=request.params,
+            user_agent=headers.get("user-agent", ""),
         )
+        name = write.name
         path = f"{request.resource.group}/{request.resource.version}/{request.resource.plural}".lstrip("/")
         async with self._lock:
             key = (request.resource, request.namespace, name)

@@ -45,6 +45,37 @@ class Write:
     force: bool = False
 
 
+def write_for(
+    method: str,
+    body: Any,
+    *,
+    namespace: str | None,
+    name: str | None,
+    subresource: str,
+    content_type: str,
+    params: dict[str, str],
+    user_agent: str,
+) -> Write:
+    """The write an HTTP request asks for. Its field manager: ``fieldManager`` (required for an apply), else
+    derived from the user agent as the API server does."""
+    if method == "POST" and isinstance(body, dict):
+        name = (body.get("metadata") or {}).get("name")
+    if content_type.startswith(patch.APPLY):
+        manager = params.get("fieldManager", "")
+    else:
+        manager = params.get("fieldManager") or ssa.manager_from_user_agent(user_agent)
+    return Write(
+        verb={"POST": "create", "PUT": "update", "PATCH": "patch"}[method],
+        body=body,
+        namespace=namespace,
+        name=name,
+        content_type=content_type,
+        subresource=subresource,
+        manager=manager,
+        force=params.get("force") == "true",
+    )
+
+
 def _scope(info: TypeInfo, live: dict[str, Any], new: dict[str, Any], subresource: str) -> dict[str, Any]:
     """Status subresource rules: a main-resource write keeps the stored status; a /status write changes only
     status."""

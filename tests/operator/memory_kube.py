@@ -15,11 +15,9 @@ from typing import Any
 
 import kubernetes.client
 from apiserver import selectors
-from apiserver.apply import manager_from_user_agent
-from apiserver.patch import APPLY
 from apiserver.schema import TypeInfo
 from apiserver.server import project_crd_schemas
-from apiserver.store import ApiError, Write, admit
+from apiserver.store import ApiError, admit, write_for
 from sentiment_operator import kube
 
 # group/version -> {plural: (kind, namespaced, has status subresource)}
@@ -115,26 +113,19 @@ class MemoryApi:
                 raise ApiError(404, "NotFound", f'{plural} "{name}" not found')
             return {"kind": "Status", "status": "Success"}
         schema = CRD_SCHEMAS.get(f"{group_version}/{plural}")
-        custom = "." in group_version.split("/")[0] and not group_version.startswith("networking.k8s.io")
-        info = TypeInfo(
-            kind,
-            crd_schema=(schema or {"x-kubernetes-preserve-unknown-fields": True}) if custom else None,
-            has_status=has_status,
-        )
-        obj_name = name if name is not None else (body or {}).get("metadata", {}).get("name")
-        key = (group_version, plural, namespace, str(obj_name))
-        write = Write(
-            verb={"POST": "create", "PUT": "update", "PATCH": "patch"}[method],
-            body=body,
+        group = group_version.rpartition("/")[0]
+        info = TypeInfo.of(kind, group, has_status=has_status, crd_schema=schema)
+        write = write_for(
+            method,
+            body,
             namespace=namespace,
-            name=obj_name,
-            content_type=ctype,
+            name=name,
             subresource=subresource,
-            manager=params.get("fieldManager", "")
-            if ctype.startswith(APPLY)
-            else params.get("fieldManager") or manager_from_user_agent("sentiment-operator"),
-            force=params.get("force") == "true",
+            content_type=ctype,
+            params=params,
+            user_agent="sentiment-operator",
         )
+        key = (group_version, plural, namespace, str(write.name))
         new, changed = admit(
             info,
             self.objects.get(key),
