@@ -133,16 +133,17 @@ class Reconciler:
             result.applied[describe(draft.redis_auth_secret)] = outcome
         children = builders.build_children(name, namespace, spec, uid=uid, redis_auth_version=auth_version)
 
+        # One discovery per reconcile: the apply below and the prune after it use the same answer.
+        virtual_service_version = await self._virtual_service_version()
         routing: status.RoutingState = "disabled"
         for desired in children.objects():
             if desired["kind"] == "Secret":
                 continue  # handled above; never patched
             if desired["kind"] == VIRTUAL_SERVICE_KIND:
-                served = await self._virtual_service_version()
-                if served is None:
+                if virtual_service_version is None:
                     routing = "istio-missing"
                     continue
-                desired = {**desired, "apiVersion": served}
+                desired = {**desired, "apiVersion": virtual_service_version}
                 routing = "applied"
             try:
                 result.applied[describe(desired)] = await self.kube.create_or_update(desired)
@@ -159,7 +160,7 @@ class Reconciler:
                 await self._write_status(namespace, name, previous, failed, result)
                 raise
 
-        await self._prune(namespace, name, uid, children, result)
+        await self._prune(namespace, name, uid, children, result, virtual_service_version)
 
         observed = status.Observed(
             inference=await self._get("apps/v1", "Deployment", namespace, name),
@@ -205,9 +206,16 @@ class Reconciler:
         return await self.kube.get(kind_of(api_version, kind), namespace, name)
 
     async def _prune(
-        self, namespace: str, name: str, uid: str | None, children: builders.Children, result: Result
+        self,
+        namespace: str,
+        name: str,
+        uid: str | None,
+        children: builders.Children,
+        result: Result,
+        virtual_service_version: str | None,
     ) -> None:
-        """Delete objects with our labels and ownerReference that the spec no longer wants."""
+        """Delete objects with our labels and ownerReference that the spec no longer wants
+        (``virtual_service_version``: the one the cluster serves, None without Istio)."""
         wanted = children.keys()
         selector = {INSTANCE_LABEL: name, MANAGED_BY_LABEL: MANAGED_BY}
         for api_version, kind_name in builders.Children.MANAGED_KINDS:
@@ -222,10 +230,9 @@ class Reconciler:
                 candidates = [live] if live is not None else []
             else:
                 if kind_name == VIRTUAL_SERVICE_KIND:
-                    served = await self._virtual_service_version()
-                    if served is None:
+                    if virtual_service_version is None:
                         continue  # Istio not installed: nothing of that kind can exist
-                    kind = kind_of(served, kind_name)
+                    kind = kind_of(virtual_service_version, kind_name)
                 try:
                     candidates = await self.kube.list(kind, namespace, selector)
                 except KindMissing:

@@ -313,10 +313,7 @@ def invalid_status(
     The other conditions and the replica counts keep describing whatever is still running.
     """
     ready = _condition(READY, False, INVALID_SPEC, f"{error.field}: {error.message}", generation)
-    old = [c for c in (previous or {}).get("conditions") or [] if isinstance(c, Mapping)]
-    others = [dict(c) for c in old if c.get("type") != READY]
-    conditions = merge_conditions(old, [ready], now) + others
-    return {"observedGeneration": generation, "conditions": conditions}
+    return {"observedGeneration": generation, "conditions": _with_ready(previous, ready, now)}
 
 
 def failed_status(
@@ -325,9 +322,14 @@ def failed_status(
     """Status after the API refused to store a child (403, 422): Ready=False/ApplyFailed with the object and
     the API's message. observedGeneration stays: this generation was not carried out."""
     ready = _condition(READY, False, APPLY_FAILED, message, generation)
+    return {"conditions": _with_ready(previous, ready, now)}
+
+
+def _with_ready(previous: Mapping[str, Any] | None, ready: JSONObj, now: str) -> list[JSONObj]:
+    """``previous``'s conditions with Ready replaced (transition time kept if its status did not flip)."""
     old = [c for c in (previous or {}).get("conditions") or [] if isinstance(c, Mapping)]
     others = [dict(c) for c in old if c.get("type") != READY]
-    return {"conditions": merge_conditions(old, [ready], now) + others}
+    return merge_conditions(old, [ready], now) + others
 
 
 def ready_of(status: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
