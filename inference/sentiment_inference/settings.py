@@ -6,6 +6,7 @@ exist here (checked by a contract test), so every field carries a ``description`
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -119,6 +120,16 @@ class Settings(BaseSettings):
     redis_password: SecretStr | None = Field(
         None, description="Redis password; overrides any password inside REDIS_URL."
     )
+    redis_url_file: Path | None = Field(
+        None,
+        description="File holding the Redis URL (e.g. a mounted Secret key), read at start-up; "
+        "takes precedence over REDIS_URL.",
+    )
+    redis_password_file: Path | None = Field(
+        None,
+        description="File holding the Redis password (e.g. a mounted Secret key), read at start-up; "
+        "takes precedence over REDIS_PASSWORD. Files keep secrets out of the environment.",
+    )
     cache_ttl_seconds: int = Field(3600, ge=1, description="Lifetime of a cached prediction in Redis.")
     cache_timeout_ms: int = Field(
         50,
@@ -161,6 +172,14 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _read_secret_files(self) -> Settings:
+        if self.redis_url_file is not None:
+            self.redis_url = _read_secret(self.redis_url_file, "REDIS_URL_FILE") or None
+        if self.redis_password_file is not None:
+            self.redis_password = SecretStr(_read_secret(self.redis_password_file, "REDIS_PASSWORD_FILE"))
+        return self
+
     @property
     def effective_model_workers(self) -> int:
         """SENTIMENT_MODEL_WORKERS, with 0 resolved to one worker per usable CPU (at most 8)."""
@@ -194,6 +213,14 @@ class Settings(BaseSettings):
         if isinstance(value, str) and not value.strip():
             return None
         return value
+
+
+def _read_secret(path: Path, setting: str) -> str:
+    """A secret file's content without its trailing newline; a clear error naming the setting otherwise."""
+    try:
+        return path.read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as exc:
+        raise ValueError(f"{ENV_PREFIX}{setting}={path}: cannot read it ({exc.strerror or exc})") from None
 
 
 def env_var_names() -> list[str]:

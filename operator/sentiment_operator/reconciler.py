@@ -129,7 +129,9 @@ class Reconciler:
         auth_version: str | None = None
         draft = builders.build_children(name, namespace, spec, uid=uid)
         if draft.redis_auth_secret is not None:
-            outcome, auth_version = await self.kube.ensure_secret(draft.redis_auth_secret)
+            outcome, auth_version = await self.kube.ensure_secret(
+                draft.redis_auth_secret, builders.redis_auth_data
+            )
             result.applied[describe(draft.redis_auth_secret)] = outcome
         children = builders.build_children(name, namespace, spec, uid=uid, redis_auth_version=auth_version)
 

@@ -84,8 +84,8 @@ def test_the_redis_secret_is_rendered_without_data() -> None:
     for secret in secrets:
         assert set(secret) == {"apiVersion", "kind", "metadata", "type"}
     lowered = result.stdout.lower()
-    assert "requirepass" in lowered
-    assert "$(redis_password)" in lowered
+    assert "requirepass" not in lowered, "the password reaches Redis in its mounted config file"
+    assert "/etc/redis/redis.conf" in lowered
     assert "stringdata" not in lowered
     assert "\ndata:" not in lowered
 
