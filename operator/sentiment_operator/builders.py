@@ -58,7 +58,8 @@ TMP_VOLUME = "tmp"
 TERMINATION_GRACE_SECONDS = 30
 PRESTOP_SLEEP_SECONDS = 5
 WAIT_REDIS_TIMEOUT_SECONDS = 300
-CLUSTER_DOMAIN = "cluster.local"
+# The cluster's DNS domain (kubelet --cluster-domain); the operator's --cluster-domain overrides it.
+DEFAULT_CLUSTER_DOMAIN = "cluster.local"
 
 
 # --- names -----------------------------------------------------------------------------------------------
@@ -76,15 +77,18 @@ def redis_auth_secret_name(name: str) -> str:
     return f"{name}-redis-auth"
 
 
-def service_host(name: str, namespace: str) -> str:
+def service_host(name: str, namespace: str, cluster_domain: str = DEFAULT_CLUSTER_DOMAIN) -> str:
     """Fully qualified in-cluster DNS name of a Service."""
-    return f"{name}.{namespace}.svc.{CLUSTER_DOMAIN}"
+    return f"{name}.{namespace}.svc.{cluster_domain}"
 
 
-def inference_url(name: str, namespace: str, spec: SentimentModelSpec) -> str:
+def inference_url(
+    name: str, namespace: str, spec: SentimentModelSpec, cluster_domain: str = DEFAULT_CLUSTER_DOMAIN
+) -> str:
     """The in-cluster URL of the model's API (status.url)."""
     prefix = spec.path_prefix(name)
-    return f"http://{service_host(name, namespace)}:{spec.server.port}{'' if prefix == '/' else prefix}"
+    host = service_host(name, namespace, cluster_domain)
+    return f"http://{host}:{spec.server.port}{'' if prefix == '/' else prefix}"
 
 
 def gateway_path(name: str, spec: SentimentModelSpec) -> str | None:
@@ -685,7 +689,9 @@ def _redis_service(name: str, namespace: str, uid: str | None) -> Manifest:
 # --- routing and network policies ------------------------------------------------------------------------
 
 
-def _virtual_service(name: str, namespace: str, spec: SentimentModelSpec, uid: str | None) -> Manifest:
+def _virtual_service(
+    name: str, namespace: str, spec: SentimentModelSpec, uid: str | None, cluster_domain: str
+) -> Manifest:
     routing = spec.routing
     server_prefix = spec.path_prefix(name)
     gateway_prefix = spec.gateway_prefix(name)
@@ -696,7 +702,7 @@ def _virtual_service(name: str, namespace: str, spec: SentimentModelSpec, uid: s
             destinations.append(
                 {
                     "destination": {
-                        "host": service_host(target, namespace),
+                        "host": service_host(target, namespace, cluster_domain),
                         "port": {"number": spec.server.port},
                     }
                 }
@@ -860,11 +866,13 @@ def build_children(
     *,
     uid: str | None = None,
     redis_auth_version: str | None = None,
+    cluster_domain: str = DEFAULT_CLUSTER_DOMAIN,
 ) -> Children:
     """Build every desired child of SentimentModel ``namespace/name``.
 
     ``uid`` adds controller ownerReferences; ``redis_auth_version`` (e.g. the auth Secret's uid) goes into the
-    pod templates that use the managed Redis password, so a regenerated Secret rolls those pods.
+    pod templates that use the managed Redis password, so a regenerated Secret rolls those pods;
+    ``cluster_domain`` is the cluster's DNS domain, used in fully qualified Service hosts.
     """
     stable = _Variant(name, COMPONENT_INFERENCE, spec.image, spec.model, spec.replicas)
     canary: _Variant | None = None
@@ -900,6 +908,8 @@ def build_children(
         hpa=_hpa(name, namespace, spec, stable, uid) if spec.autoscaling.enabled else None,
         canary_hpa=_hpa(name, namespace, spec, canary, uid) if canary and spec.autoscaling.enabled else None,
         disruption_budget=_disruption_budget(name, namespace, spec, uid),
-        virtual_service=_virtual_service(name, namespace, spec, uid) if spec.routing.enabled else None,
+        virtual_service=(
+            _virtual_service(name, namespace, spec, uid, cluster_domain) if spec.routing.enabled else None
+        ),
         network_policies=tuple(policies),
     )

@@ -553,6 +553,19 @@ def test_routing_disabled_has_no_virtual_service_and_no_gateway_path() -> None:
     assert builders.inference_url("demo", "ns", spec) == "http://demo.ns.svc.cluster.local:8000/demo"
 
 
+def test_the_cluster_domain_is_the_operators_setting() -> None:
+    spec = parse_spec("demo", {"routing": {"enabled": True}})
+    assert (
+        builders.inference_url("demo", "ns", spec, "corp.example")
+        == "http://demo.ns.svc.corp.example:8000/demo"
+    )
+    children = builders.build_children("demo", "ns", spec, cluster_domain="corp.example")
+    assert children.virtual_service is not None
+    (route,) = children.virtual_service["spec"]["http"][:1]
+    assert {d["destination"]["host"] for d in route["route"]} == {"demo.ns.svc.corp.example"}
+    assert "cluster.local" not in json.dumps(children.objects())
+
+
 def test_network_policies_isolate_redis_and_the_server() -> None:
     children = build(
         networkPolicy={"allowFrom": [{"namespace": "istio-ingress"}, {"namespace": "monitoring"}]}
