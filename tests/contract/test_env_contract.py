@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sentiment_contract as contract
 import yaml
 from sentiment_inference.settings import ENV_PREFIX, Settings
 from sentiment_operator.builders import build_children
@@ -129,7 +130,40 @@ SPEC_TO_ENV: list[tuple[tuple[str, ...], str]] = [
     (("server", "limits", "maxTextChars"), "SENTIMENT_MAX_TEXT_CHARS"),
     (("server", "limits", "maxBodyBytes"), "SENTIMENT_MAX_BODY_BYTES"),
     (("model", "maxSequenceLength"), "SENTIMENT_MAX_LENGTH"),
+    (("cache", "ttlSeconds"), "SENTIMENT_CACHE_TTL_SECONDS"),
 ]
+
+
+def test_every_shared_setting_has_a_spec_field_tried_at_its_bounds() -> None:
+    assert sorted(variable for _, variable in SPEC_TO_ENV) == sorted(s.env for s in contract.SERVER_SETTINGS)
+
+
+@pytest.mark.parametrize("setting", contract.SERVER_SETTINGS, ids=lambda s: s.env)
+def test_the_server_takes_default_and_bounds_from_the_shared_contract(
+    setting: contract.ServerSetting,
+) -> None:
+    field = Settings.model_fields[setting.name]
+    assert field.default == setting.default
+    bounds = {type(m).__name__: m for m in field.metadata}
+    assert (bounds["Ge"].ge if "Ge" in bounds else None) == setting.ge
+    assert (bounds["Le"].le if "Le" in bounds else None) == setting.le
+
+
+def test_the_spec_may_narrow_a_shared_bound_but_never_widen_it() -> None:
+    assert contract.PORT.narrowed(ge=1024) == (1024, 65535)
+    with pytest.raises(
+        ValueError, match="SENTIMENT_MAX_BODY_BYTES: a lower bound of 1 is below the server's 64"
+    ):
+        contract.MAX_BODY_BYTES.narrowed(ge=1)
+    with pytest.raises(ValueError, match="SENTIMENT_MAX_LENGTH: an upper bound of 9000 is above"):
+        contract.MAX_LENGTH.narrowed(le=9000)
+
+
+def test_both_packages_derive_the_batch_token_budget_from_the_contract() -> None:
+    spec = parse_spec("demo", {"model": {"maxSequenceLength": 128}})
+    assert spec.effective_max_batch_tokens() == contract.batch_token_budget(None, 128) == 512
+    long = parse_spec("demo", {"model": {"maxSequenceLength": 2048}})
+    assert long.effective_max_batch_tokens() == Settings(max_length=2048).effective_max_batch_tokens == 2048
 
 
 # Fields whose own bound collides with another field's default (a rule the spec checks across fields): the
