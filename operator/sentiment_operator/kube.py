@@ -32,7 +32,17 @@ import urllib3.exceptions
 logger = logging.getLogger(__name__)
 
 Outcome = Literal["created", "updated", "unchanged"]
+
 JSONObj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What ``create_or_update`` did, and the object as the API server holds it afterwards."""
+
+    outcome: Outcome
+    live: JSONObj
+
 
 MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
 INSTANCE_LABEL: Final = "app.kubernetes.io/instance"
@@ -399,7 +409,7 @@ class Kube:
             raise KindMissing(f"{kind.kind} ({kind.api_version}) is not served", status=404) from None
         return dict(result)
 
-    async def create_or_update(self, desired: Mapping[str, Any]) -> Outcome:
+    async def create_or_update(self, desired: Mapping[str, Any]) -> Applied:
         """Make the live object exactly what we render: server-side apply, and report what changed.
 
         An existing object that is not ours (none of its ownerReferences is our controller's uid) is never
@@ -432,7 +442,7 @@ class Kube:
                     reason="NotOwned",
                 )
             if self._applied.get(path) == (digest, _fingerprint(live)):
-                return "unchanged"  # we applied exactly this, and only its status changed since
+                return Applied("unchanged", live)  # we applied exactly this; only its status changed since
             version = live.get("metadata", {}).get("resourceVersion")
             upgrade = managed_fields_upgrade(live)
             if upgrade is not None:
@@ -448,11 +458,22 @@ class Kube:
         self._applied[path] = (digest, _fingerprint(result))
         if live is None:
             logger.info("Created %s", describe(desired))
-            return "created"
+            return Applied("created", result)
         if result.get("metadata", {}).get("resourceVersion") == version:
-            return "unchanged"
+            return Applied("unchanged", result)
         logger.info("Updated %s", describe(desired))
-        return "updated"
+        return Applied("updated", result)
+
+    def only_status_changed(self, live: Mapping[str, Any]) -> bool:
+        """Whether ``live`` is what our last apply of it left, apart from its status (and resourceVersion):
+        a change to it then needs a status refresh, not a reconcile of the children."""
+        meta = live.get("metadata") or {}
+        try:
+            kind = kind_for(live)
+        except (KeyError, ValueError):
+            return False
+        recorded = self._applied.get(kind.object_path(meta.get("namespace"), str(meta.get("name"))))
+        return recorded is not None and recorded[1] == _fingerprint(live)
 
     async def ensure_secret(
         self, template: Mapping[str, Any], data_for: Callable[[str], Mapping[str, str]]

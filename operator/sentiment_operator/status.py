@@ -29,6 +29,8 @@ CONDITION_TYPES: Final = (READY, AVAILABLE, CACHE_READY, AUTOSCALING, ROUTING)
 INVALID_SPEC: Final = "InvalidSpec"
 CHILD_NOT_OWNED: Final = "ChildNotOwned"
 APPLY_FAILED: Final = "ApplyFailed"
+# Ready reasons a child's status change cannot resolve: the next child event runs a full reconcile.
+UNRESOLVED_REASONS: Final = frozenset({INVALID_SPEC, CHILD_NOT_OWNED, APPLY_FAILED})
 
 
 @dataclass(frozen=True)

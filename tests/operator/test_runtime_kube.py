@@ -119,13 +119,13 @@ def client(cluster: Cluster) -> Kube:
 
 
 async def test_create_or_update_outcomes(cluster: Cluster, client: Kube) -> None:
-    assert await client.create_or_update(desired_deployment()) == "created"
-    assert await client.create_or_update(desired_deployment()) == "unchanged"
-    assert await client.create_or_update(desired_deployment(image="img:2")) == "updated"
+    assert (await client.create_or_update(desired_deployment())).outcome == "created"
+    assert (await client.create_or_update(desired_deployment())).outcome == "unchanged"
+    assert (await client.create_or_update(desired_deployment(image="img:2"))).outcome == "updated"
     live = cluster.api.live("apps/v1/deployments", NAMESPACE, "demo")
     assert live is not None
     assert live["spec"]["template"]["spec"]["containers"][0]["image"] == "img:2"
-    assert await client.create_or_update(desired_deployment(image="img:2")) == "unchanged"
+    assert (await client.create_or_update(desired_deployment(image="img:2"))).outcome == "unchanged"
     # A read per call, and a server-side apply only when there is something to apply: the two "unchanged"
     # calls find the object as our last apply left it (same rendering; spec and metadata untouched).
     assert not cluster.requests(method="POST", plural="deployments")
@@ -142,7 +142,7 @@ async def test_create_or_update_outcomes(cluster: Cluster, client: Kube) -> None
         content_type="application/merge-patch+json",
         query=[("fieldManager", "kubectl-edit")],
     )
-    assert await client.create_or_update(desired_deployment(image="img:2")) == "unchanged"
+    assert (await client.create_or_update(desired_deployment(image="img:2"))).outcome == "unchanged"
     assert len(cluster.requests(method="PATCH", plural="deployments")) == 4
 
 
@@ -155,7 +155,7 @@ async def test_an_object_created_between_our_read_and_our_apply_ends_up_as_rende
         cluster.api.objects["apps/v1/deployments", NAMESPACE, "demo"] = desired_deployment(image="theirs")
 
     cluster.api.inject(Fault(matcher(method="PATCH", plural="deployments"), hook=someone_else_creates))
-    assert await client.create_or_update(desired_deployment()) == "created"
+    assert (await client.create_or_update(desired_deployment())).outcome == "created"
     live = cluster.api.live("apps/v1/deployments", NAMESPACE, "demo")
     assert live is not None
     assert live["spec"]["template"]["spec"]["containers"][0]["image"] == "img:1"
