@@ -19,6 +19,7 @@ from typing import Any, Final, cast
 import kopf
 
 from sentiment_operator import kube as kube_mod
+from sentiment_operator.builders import DEFAULT_CLUSTER_DOMAIN
 from sentiment_operator.kube import INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL, Kube, KubeError
 from sentiment_operator.reconciler import Reconciler, Result
 from sentiment_operator.spec import GROUP, PLURAL, VERSION
@@ -61,6 +62,9 @@ class OperatorConfig:
     watch_server_timeout: float = 290.0  # re-list at least every ~5 minutes
     request_timeout: float = 60.0
     reporting_instance: str = field(default_factory=socket.gethostname)
+    cluster_domain: str = (
+        DEFAULT_CLUSTER_DOMAIN  # the cluster's DNS domain, for fully qualified Service hosts
+    )
     # Last word on kopf's settings (e.g. tests shorten kopf's worker exit timeouts).
     settings_hook: Callable[[kopf.OperatorSettings], None] | None = None
 
@@ -189,7 +193,9 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig | None = No
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         configure_settings(settings, cfg)
-        memo.sentiment_runtime = Runtime(Reconciler(cfg.kube_factory()), cfg)
+        memo.sentiment_runtime = Runtime(
+            Reconciler(cfg.kube_factory(), cluster_domain=cfg.cluster_domain), cfg
+        )
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(memo: Any, **_: Any) -> None:

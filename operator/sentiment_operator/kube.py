@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -37,7 +37,6 @@ JSONObj = dict[str, Any]
 MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
 INSTANCE_LABEL: Final = "app.kubernetes.io/instance"
 MANAGED_BY: Final = "sentiment-operator"
-REDIS_PASSWORD_KEY: Final = "password"
 
 
 class KubeError(Exception):
@@ -455,24 +454,31 @@ class Kube:
         logger.info("Updated %s", describe(desired))
         return "updated"
 
-    async def ensure_secret(self, template: Mapping[str, Any]) -> tuple[Outcome, str | None]:
-        """Create the generated Redis password Secret once; never update or log its value.
+    async def ensure_secret(
+        self, template: Mapping[str, Any], data_for: Callable[[str], Mapping[str, str]]
+    ) -> tuple[Outcome, str | None]:
+        """Create a Secret holding a generated password once; never update or log its value.
 
-        ``template`` is the Secret without data (name, namespace, labels, ownerReferences). If the live Secret
-        lost its password key (hand-edited), it is deleted and re-created with a fresh password. Returns the
+        ``template`` is the Secret without data (name, namespace, labels, ownerReferences); ``data_for``
+        maps a fresh password to the Secret's keys. If the live Secret lacks one of those keys (hand-edited,
+        or written by an older operator), it is deleted and re-created with a fresh password. Returns the
         outcome and the live Secret's uid (pod templates carry it, so a regenerated password rolls the pods).
         """
         meta = template["metadata"]
         namespace, name = meta["namespace"], meta["name"]
+        keys = set(data_for(""))
         live = await self.get(SECRET, namespace, name)
-        if live is not None and (live.get("data") or {}).get(REDIS_PASSWORD_KEY):
+        missing = keys - {k for k, v in (live or {}).get("data", {}).items() if v}
+        if live is not None and not missing:
             return "unchanged", live.get("metadata", {}).get("uid")
         if live is not None:
-            logger.warning("Secret %s/%s has no %r key; regenerating it", namespace, name, REDIS_PASSWORD_KEY)
+            logger.warning(
+                "Secret %s/%s lacks %s; regenerating it", namespace, name, ", ".join(sorted(missing))
+            )
             await self.delete(SECRET, namespace, name)
         secret = dict(template)
         secret["type"] = "Opaque"
-        secret["data"] = {REDIS_PASSWORD_KEY: _encode(generate_password())}
+        secret["data"] = {key: _encode(value) for key, value in data_for(generate_password()).items()}
         try:
             created = await self.create(secret)
         except Conflict:  # created concurrently; that one's password stands

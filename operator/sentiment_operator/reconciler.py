@@ -71,9 +71,16 @@ def _now() -> str:
 class Reconciler:
     """Makes the children and status of SentimentModels match their specs. Safe to call at any time."""
 
-    def __init__(self, kube: Kube, *, clock: Callable[[], str] = _now) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        *,
+        clock: Callable[[], str] = _now,
+        cluster_domain: str = builders.DEFAULT_CLUSTER_DOMAIN,
+    ) -> None:
         self.kube = kube
         self.clock = clock
+        self.cluster_domain = cluster_domain
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     def lock(self, namespace: str, name: str) -> asyncio.Lock:
@@ -127,11 +134,20 @@ class Reconciler:
 
         # The managed Redis password Secret comes first: the pod templates carry its uid.
         auth_version: str | None = None
-        draft = builders.build_children(name, namespace, spec, uid=uid)
+        draft = builders.build_children(name, namespace, spec, uid=uid, cluster_domain=self.cluster_domain)
         if draft.redis_auth_secret is not None:
-            outcome, auth_version = await self.kube.ensure_secret(draft.redis_auth_secret)
+            outcome, auth_version = await self.kube.ensure_secret(
+                draft.redis_auth_secret, builders.redis_auth_data
+            )
             result.applied[describe(draft.redis_auth_secret)] = outcome
-        children = builders.build_children(name, namespace, spec, uid=uid, redis_auth_version=auth_version)
+        children = builders.build_children(
+            name,
+            namespace,
+            spec,
+            uid=uid,
+            redis_auth_version=auth_version,
+            cluster_domain=self.cluster_domain,
+        )
 
         # One discovery per reconcile: the apply below and the prune after it use the same answer.
         virtual_service_version = await self._virtual_service_version()
@@ -183,7 +199,7 @@ class Reconciler:
         )
         new_status = status.compute_status(
             name=name,
-            namespace=namespace,
+            url=builders.inference_url(name, namespace, spec, self.cluster_domain),
             generation=generation,
             spec=spec,
             observed=observed,

@@ -258,15 +258,10 @@ def merge_conditions(
     return out
 
 
-def url_for(name: str, namespace: str, spec: SentimentModelSpec) -> str:
-    prefix = spec.path_prefix(name)
-    return f"http://{name}.{namespace}.svc.cluster.local:{spec.server.port}{'' if prefix == '/' else prefix}"
-
-
 def compute_status(
     *,
     name: str,
-    namespace: str,
+    url: str,
     generation: int | None,
     spec: SentimentModelSpec,
     observed: Observed,
@@ -275,6 +270,8 @@ def compute_status(
     not_owned: Sequence[str] = (),
 ) -> JSONObj:
     """The full status of a valid SentimentModel. Keys with None values are to be removed (merge patch).
+
+    ``url`` is where the Service answers inside the cluster (``builders.inference_url``).
 
     ``not_owned``: why children could not be applied (objects of theirs in the way); Ready is False then.
     """
@@ -300,7 +297,7 @@ def compute_status(
         "readyReplicas": replicas.ready,
         "updatedReplicas": replicas.updated,
         "replicasSummary": f"{replicas.ready}/{replicas.desired}",
-        "url": url_for(name, namespace, spec),
+        "url": url,
         "gatewayPath": spec.gateway_prefix(name) if spec.routing.enabled else None,
     }
 

@@ -9,6 +9,7 @@ import pytest
 from apiserver.server import Fault, matcher
 from operator_emulator import NAMESPACE, Cluster
 from sentiment_operator import kube
+from sentiment_operator.builders import redis_auth_data
 from sentiment_operator.kube import KINDS, Kube
 
 DEPLOYMENTS = KINDS["apps/v1", "Deployment"]
@@ -205,7 +206,7 @@ async def test_secret_is_generated_once_and_never_rewritten(cluster: Cluster, cl
         "kind": "Secret",
         "metadata": {"name": "demo-redis-auth", "namespace": NAMESPACE, "labels": {"a": "b"}},
     }
-    outcome, uid = await client.ensure_secret(template)
+    outcome, uid = await client.ensure_secret(template, redis_auth_data)
     assert outcome == "created"
     assert uid
     first = cluster.api.live("v1/secrets", NAMESPACE, "demo-redis-auth")
@@ -213,7 +214,7 @@ async def test_secret_is_generated_once_and_never_rewritten(cluster: Cluster, cl
     password = base64.b64decode(first["data"]["password"]).decode()
     assert len(password) >= 32
 
-    assert await client.ensure_secret(template) == ("unchanged", uid)
+    assert await client.ensure_secret(template, redis_auth_data) == ("unchanged", uid)
     again = cluster.api.live("v1/secrets", NAMESPACE, "demo-redis-auth")
     assert again is not None
     assert again["data"] == first["data"]
@@ -221,12 +222,25 @@ async def test_secret_is_generated_once_and_never_rewritten(cluster: Cluster, cl
 
     # A hand-emptied Secret is replaced with a fresh password (a new uid rolls the pods that use it).
     cluster.api.objects["v1/secrets", NAMESPACE, "demo-redis-auth"]["data"] = {}
-    outcome, new_uid = await client.ensure_secret(template)
+    outcome, new_uid = await client.ensure_secret(template, redis_auth_data)
     assert outcome == "created"
     assert new_uid != uid
     fresh = cluster.api.live("v1/secrets", NAMESPACE, "demo-redis-auth")
     assert fresh is not None
-    assert base64.b64decode(fresh["data"]["password"]).decode() != password
+    fresh_password = base64.b64decode(fresh["data"]["password"]).decode()
+    assert fresh_password != password
+    assert base64.b64decode(fresh["data"]["redis.conf"]).decode() == f"requirepass {fresh_password}\n"
+
+    # A Secret written by an operator that passed the password on Redis's command line has no redis.conf:
+    # it is regenerated with both keys, and the new uid rolls Redis and the server pods together.
+    older = {"password": first["data"]["password"]}
+    cluster.api.objects["v1/secrets", NAMESPACE, "demo-redis-auth"]["data"] = older
+    outcome, upgraded_uid = await client.ensure_secret(template, redis_auth_data)
+    assert outcome == "created"
+    assert upgraded_uid not in (uid, new_uid)
+    upgraded = cluster.api.live("v1/secrets", NAMESPACE, "demo-redis-auth")
+    assert upgraded is not None
+    assert set(upgraded["data"]) == {"password", "redis.conf"}
 
 
 def test_passwords_are_random_and_long() -> None:
