@@ -65,11 +65,11 @@ test: $(STAMP) ## Run the whole test suite (real redis-server, kmock API server,
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: demo
-demo: $(STAMP) ## Offline demo: render the examples, serve a locally generated model, send the seeds' request
+demo: $(STAMP) ## Offline demo: render the examples, serve a locally generated model, send an example request
 	bash examples/demo.sh
 
 .PHONY: bench
-bench: $(STAMP) ## Our server vs the seed design side by side (k6, real redis-server; ~10 min); prints JSON
+bench: $(STAMP) ## Our server vs the pipeline server it replaces (k6, real redis-server; ~10 min; bench/README.md)
 	@mkdir -p bench/results
 	$(PY) -m bench.run --out bench/results/bench.json $(BENCH_ARGS)
 
