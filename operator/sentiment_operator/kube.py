@@ -454,7 +454,11 @@ class Kube:
                     ) from exc
                 version = (migrated or {}).get("metadata", {}).get("resourceVersion")
                 logger.info("Migrated %s to server-side apply", describe(desired))
-        result = await self.apply(desired)
+        # The resourceVersion we read (and checked ownership at) is the apply's precondition: an object
+        # replaced or changed in between fails with 409 Conflict, and the retry reads it again.
+        result = await self.apply(
+            desired if version is None else {**desired, "metadata": {**meta, "resourceVersion": version}}
+        )
         self._applied[path] = (digest, _fingerprint(result))
         if live is None:
             logger.info("Created %s", describe(desired))

@@ -7,6 +7,7 @@ import copy
 from typing import Any
 
 import pytest
+from apiserver.server import Fault, matcher
 from operator_emulator import NAMESPACE, Cluster, eventually
 from sentiment_operator import kube
 from sentiment_operator.kube import Kube
@@ -154,3 +155,41 @@ async def test_a_users_deployment_in_the_way_is_reported_not_taken_over(cluster:
     assert live["metadata"]["labels"] == {"team": "theirs"}
     assert "ownerReferences" not in live["metadata"]
     assert len(cluster.events(reason="ChildNotOwned", type="Warning")) == 1
+
+
+async def test_an_object_replaced_between_the_ownership_check_and_the_apply_is_not_taken_over(
+    cluster: Cluster, client: Kube
+) -> None:
+    """The apply carries the resourceVersion the ownership check read: if the object was deleted and
+    re-created by someone else in between, the write fails with 409 and the retry sees the new owner."""
+    ours = deployment([])
+    ours["metadata"]["ownerReferences"] = [
+        {
+            "apiVersion": "serving.sentiment.dev/v1alpha1",
+            "kind": "SentimentModel",
+            "name": "demo",
+            "uid": "u-1",
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+    await client.create_or_update(ours)
+
+    def replace(_: Any) -> None:
+        theirs = cluster.api.live("apps/v1/deployments", NAMESPACE, "demo")
+        assert theirs is not None
+        theirs["metadata"]["ownerReferences"] = []
+        theirs["metadata"]["resourceVersion"] = cluster.api.next_resource_version()
+        theirs["spec"]["template"]["spec"]["containers"][0]["image"] = "theirs:1"
+        stored = cluster.api.objects["apps/v1/deployments", NAMESPACE, "demo"]
+        stored["metadata"] = theirs["metadata"]
+        stored["spec"] = theirs["spec"]
+
+    cluster.api.inject(Fault(matcher(method="PATCH", plural="deployments", name="demo"), hook=replace))
+    changed = copy.deepcopy(ours)
+    changed["spec"]["template"]["spec"]["containers"][0]["image"] = "ours:2"
+    with pytest.raises(kube.Conflict, match="the object has been modified"):
+        await client.create_or_update(changed)
+    assert live_pod(cluster)["containers"][0]["image"] == "theirs:1"
+    with pytest.raises(kube.NotOwned):
+        await client.create_or_update(changed)
