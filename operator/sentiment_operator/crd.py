@@ -18,14 +18,11 @@ from typing import Any
 
 import yaml
 
+from .names import GROUP, KIND, PLURAL, VERSION
 from .spec import (
-    GROUP,
-    KIND,
     MAX_NAME_LENGTH,
-    PLURAL,
     SHORT_NAMES,
     SINGULAR,
-    VERSION,
     SentimentModelSpec,
 )
 

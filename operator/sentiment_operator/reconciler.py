@@ -13,13 +13,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from sentiment_operator import builders, status
+from sentiment_operator import builders, kinds, names, status
+from sentiment_operator.kinds import SENTIMENT_MODEL
 from sentiment_operator.kube import (
-    INSTANCE_LABEL,
-    MANAGED_BY,
-    MANAGED_BY_LABEL,
-    SECRET,
-    SENTIMENT_MODEL,
     Forbidden,
     Invalid,
     JSONObj,
@@ -36,10 +32,7 @@ from sentiment_operator.spec import InvalidSpecError, SentimentModelSpec, parse_
 logger = logging.getLogger(__name__)
 
 EventType = Literal["Normal", "Warning"]
-VIRTUAL_SERVICE_KIND: Final = "VirtualService"
-# The VirtualService versions we can write, newest first: the builders render v1 (Istio >= 1.22); Istio
-# before 1.22 serves the same schema as v1beta1 only.
-VIRTUAL_SERVICE_VERSIONS: Final = ("networking.istio.io/v1", "networking.istio.io/v1beta1")
+VIRTUAL_SERVICE_KIND: Final = kinds.VIRTUAL_SERVICE.kind
 
 
 @dataclass(frozen=True)
@@ -76,7 +69,7 @@ class Reconciler:
         kube: Kube,
         *,
         clock: Callable[[], str] = _now,
-        cluster_domain: str = builders.DEFAULT_CLUSTER_DOMAIN,
+        cluster_domain: str = names.DEFAULT_CLUSTER_DOMAIN,
     ) -> None:
         self.kube = kube
         self.clock = clock
@@ -274,9 +267,9 @@ class Reconciler:
 
     async def _virtual_service_version(self) -> str | None:
         """The newest VirtualService version the cluster serves (discovery), or None without Istio."""
-        for api_version in VIRTUAL_SERVICE_VERSIONS:
-            if await self.kube.serves(kind_of(api_version, VIRTUAL_SERVICE_KIND)):
-                return api_version
+        for kind in kinds.child_kind(VIRTUAL_SERVICE_KIND).versions:
+            if await self.kube.serves(kind):
+                return kind.api_version
         return None
 
     async def _get(self, api_version: str, kind: str, namespace: str, name: str) -> JSONObj | None:
@@ -294,17 +287,16 @@ class Reconciler:
         """Delete objects with our labels and ownerReference that the spec no longer wants
         (``virtual_service_version``: the one the cluster serves, None without Istio)."""
         wanted = children.keys()
-        selector = {INSTANCE_LABEL: name, MANAGED_BY_LABEL: MANAGED_BY}
-        for api_version, kind_name in builders.Children.MANAGED_KINDS:
-            kind = kind_of(api_version, kind_name)
-            if kind == SECRET:
-                # No list permission on Secrets (it would expose every Secret's data): the one we own has a
-                # deterministic name.
-                secret_name = builders.redis_auth_secret_name(name)
-                if (api_version, kind_name, secret_name) in wanted:
-                    continue
-                live = await self.kube.get(SECRET, namespace, secret_name)
-                candidates = [live] if live is not None else []
+        selector = names.instance_selector(name)
+        for child in kinds.CHILD_KINDS:
+            kind = child.kind
+            api_version, kind_name = kind.api_version, kind.kind
+            candidates: list[JSONObj] = []
+            if not child.watched:
+                for obj_name in (named(name) for named in child.named):
+                    if (api_version, kind_name, obj_name) not in wanted:
+                        live = await self.kube.get(kind, namespace, obj_name)
+                        candidates += [live] if live is not None else []
             else:
                 if kind_name == VIRTUAL_SERVICE_KIND:
                     if virtual_service_version is None:

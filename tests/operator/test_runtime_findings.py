@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from apiserver.server import Fault, matcher
 from operator_emulator import NAMESPACE, Cluster, eventually
-from sentiment_operator import kube
+from sentiment_operator import kinds, kube, names
 from sentiment_operator.kube import Kube
 
 
@@ -25,7 +25,7 @@ def deployment(env: list[dict[str, Any]], **pod: Any) -> dict[str, Any]:
         "metadata": {
             "name": "demo",
             "namespace": NAMESPACE,
-            "labels": {"app": "demo", kube.MANAGED_BY_LABEL: kube.MANAGED_BY},
+            "labels": {"app": "demo", names.LABEL_MANAGED_BY: names.MANAGED_BY},
         },
         "spec": {
             "selector": {"matchLabels": {"app": "demo"}},
@@ -73,7 +73,7 @@ async def test_fields_written_by_the_merge_patching_operator_are_removed_after_t
     """#1 on an upgraded cluster: a child written by earlier versions (create + merge patches, so Update
     entries of our manager) loses the fields we no longer render at the first apply (csaupgrade)."""
     old = deployment([{"name": "A", "value": "1"}], nodeSelector={"pool": "cpu"})
-    await client.request("POST", kube.KINDS["apps/v1", "Deployment"].collection_path(NAMESPACE), body=old)
+    await client.request("POST", kinds.DEPLOYMENT.collection_path(NAMESPACE), body=old)
     live = cluster.api.live("apps/v1/deployments", NAMESPACE, "demo")
     assert live is not None
     assert [(e["manager"], e["operation"]) for e in live["metadata"]["managedFields"]] == [
@@ -91,7 +91,7 @@ async def test_fields_written_by_the_merge_patching_operator_are_removed_after_t
 async def test_fields_other_actors_own_are_left_alone(cluster: Cluster, client: Kube) -> None:
     """The HPA's replicas and another controller's label survive our applies (we never send them)."""
     assert (await client.create_or_update(deployment([]))).outcome == "created"
-    path = kube.KINDS["apps/v1", "Deployment"].object_path(NAMESPACE, "demo")
+    path = kinds.DEPLOYMENT.object_path(NAMESPACE, "demo")
     patch = {"spec": {"replicas": 4}, "metadata": {"labels": {"team": "ml"}}}
     await client.request(
         "PATCH",
@@ -112,7 +112,7 @@ async def test_an_object_we_do_not_own_is_never_overwritten(cluster: Cluster, cl
     theirs = copy.deepcopy(deployment([]))
     theirs["metadata"]["labels"] = {"app": "theirs"}
     theirs["spec"]["template"]["spec"]["containers"][0]["image"] = "theirs:1"
-    await client.request("POST", kube.KINDS["apps/v1", "Deployment"].collection_path(NAMESPACE), body=theirs)
+    await client.request("POST", kinds.DEPLOYMENT.collection_path(NAMESPACE), body=theirs)
     ours = deployment([])
     ours["metadata"]["ownerReferences"] = [
         {
