@@ -522,6 +522,14 @@ def _hpa(name: str, namespace: str, spec: SentimentModelSpec, variant: _Variant,
 # --- managed Redis ---------------------------------------------------------------------------------------
 
 
+def redis_auth_secret(
+    name: str, namespace: str, spec: SentimentModelSpec, uid: str | None
+) -> Manifest | None:
+    """The managed Redis password Secret, or None without a managed Redis. The reconciler ensures it first:
+    its uid goes into the pod templates (``build_children``'s ``redis_auth_version``)."""
+    return _redis_secret(name, namespace, uid) if spec.cache.mode == "managed" else None
+
+
 def _redis_secret(name: str, namespace: str, uid: str | None) -> Manifest:
     """The Secret WITHOUT data: the reconciler adds a generated password once, on create; never logged."""
     return {
@@ -843,7 +851,7 @@ def build_children(
             _inference_deployment(name, namespace, spec, canary, uid, redis_auth_version) if canary else None
         ),
         canary_service=_inference_service(name, namespace, spec, canary, uid) if canary else None,
-        redis_auth_secret=_redis_secret(name, namespace, uid) if managed else None,
+        redis_auth_secret=redis_auth_secret(name, namespace, spec, uid),
         redis_deployment=_redis_deployment(name, namespace, spec, uid, redis_auth_version)
         if managed
         else None,

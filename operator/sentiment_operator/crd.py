@@ -18,13 +18,14 @@ from typing import Any
 
 import yaml
 
-from .names import GROUP, KIND, PLURAL, VERSION
+from .names import GROUP, KIND, LABEL_NAME, LABEL_PART_OF, MANAGED_BY, PLURAL, VERSION
 from .spec import (
     MAX_NAME_LENGTH,
     SHORT_NAMES,
     SINGULAR,
     SentimentModelSpec,
 )
+from .status import Condition
 
 Schema = dict[str, Any]
 
@@ -102,8 +103,13 @@ STATUS_SCHEMA: Schema = {
     },
 }
 
+_READY = Condition.READY.value
 PRINTER_COLUMNS: list[Schema] = [
-    {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+    {
+        "name": _READY,
+        "type": "string",
+        "jsonPath": f'.status.conditions[?(@.type=="{_READY}")].status',
+    },
     {"name": "Replicas", "type": "string", "jsonPath": ".status.replicasSummary"},
     {"name": "Model", "type": "string", "jsonPath": ".spec.model.id"},
     {"name": "Path", "type": "string", "jsonPath": ".status.gatewayPath"},
@@ -113,7 +119,7 @@ PRINTER_COLUMNS: list[Schema] = [
     {
         "name": "Reason",
         "type": "string",
-        "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+        "jsonPath": f'.status.conditions[?(@.type=="{_READY}")].reason',
         "priority": 1,
     },
 ]
@@ -221,10 +227,7 @@ def crd() -> Schema:
         "kind": "CustomResourceDefinition",
         "metadata": {
             "name": f"{PLURAL}.{GROUP}",
-            "labels": {
-                "app.kubernetes.io/name": "sentiment-operator",
-                "app.kubernetes.io/part-of": "sentiment-operator",
-            },
+            "labels": {LABEL_NAME: MANAGED_BY, LABEL_PART_OF: MANAGED_BY},
         },
         "spec": {
             "group": GROUP,

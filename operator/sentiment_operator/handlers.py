@@ -20,6 +20,7 @@ import kopf
 
 from sentiment_operator import kinds
 from sentiment_operator import kube as kube_mod
+from sentiment_operator.events import EventReason
 from sentiment_operator.kube import Kube, KubeError
 from sentiment_operator.names import (
     CHILD_SELECTOR,
@@ -256,11 +257,11 @@ async def _reconcile_or_raise(
     except (kube_mod.Transient, kube_mod.Conflict) as exc:
         delay = retry_delay(runtime.config, retry)
         runtime.set_backoff(namespace, name, delay)
-        kopf.warn(body, reason="ReconcileRetrying", message=f"{exc}; retrying in {delay:.0f}s")
+        kopf.warn(body, reason=EventReason.RECONCILE_RETRYING, message=f"{exc}; retrying in {delay:.0f}s")
         raise kopf.TemporaryError(str(exc), delay=delay) from None
     except KubeError as exc:
         runtime.set_backoff(namespace, name, None)
-        kopf.warn(body, reason="ReconcileFailed", message=str(exc))
+        kopf.warn(body, reason=EventReason.RECONCILE_FAILED, message=str(exc))
         raise kopf.PermanentError(str(exc)) from None
     runtime.set_backoff(namespace, name, None)
     if result is not None:

@@ -11,9 +11,10 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final
 
-from sentiment_operator import builders, kinds, names, status
+from sentiment_operator import builders, events, kinds, names, status
+from sentiment_operator.events import Event
 from sentiment_operator.kinds import SENTIMENT_MODEL
 from sentiment_operator.kube import (
     Forbidden,
@@ -27,21 +28,11 @@ from sentiment_operator.kube import (
     is_owned_by,
     kind_of,
 )
-from sentiment_operator.spec import InvalidSpecError, SentimentModelSpec, parse_spec
+from sentiment_operator.spec import InvalidSpecError, parse_spec
 
 logger = logging.getLogger(__name__)
 
-EventType = Literal["Normal", "Warning"]
 VIRTUAL_SERVICE_KIND: Final = kinds.VIRTUAL_SERVICE.kind
-
-
-@dataclass(frozen=True)
-class Event:
-    """A Kubernetes Event to post on the SentimentModel (the handler layer posts it)."""
-
-    type: EventType
-    reason: str
-    message: str
 
 
 @dataclass
@@ -115,24 +106,16 @@ class Reconciler:
             new_status = status.invalid_status(
                 error=error, generation=generation, previous=previous, now=self.clock()
             )
-            before = status.ready_of(previous)
-            if not (
-                before is not None
-                and before.get("reason") == status.INVALID_SPEC
-                and before.get("message") == f"{error.field}: {error.message}"
-            ):
-                result.events.append(Event("Warning", status.INVALID_SPEC, f"{error.field}: {error.message}"))
+            result.events += events.invalid_spec_events(previous, f"{error.field}: {error.message}")
             await self._write_status(namespace, name, previous, new_status, result)
             return result
 
         # The managed Redis password Secret comes first: the pod templates carry its uid.
         auth_version: str | None = None
-        draft = builders.build_children(name, namespace, spec, uid=uid, cluster_domain=self.cluster_domain)
-        if draft.redis_auth_secret is not None:
-            outcome, auth_version = await self.kube.ensure_secret(
-                draft.redis_auth_secret, builders.redis_auth_data
-            )
-            result.applied[describe(draft.redis_auth_secret)] = outcome
+        secret = builders.redis_auth_secret(name, namespace, spec, uid)
+        if secret is not None:
+            outcome, auth_version = await self.kube.ensure_secret(secret, builders.redis_auth_data)
+            result.applied[describe(secret)] = outcome
         children = builders.build_children(
             name,
             namespace,
@@ -186,7 +169,13 @@ class Reconciler:
             now=self.clock(),
             not_owned=result.not_owned,
         )
-        self._change_events(result, previous, new_status, spec)
+        result.events += events.change_events(
+            applied=result.applied,
+            deleted=result.deleted,
+            previous=previous,
+            new_status=new_status,
+            routing_enabled=spec.routing.enabled,
+        )
         await self._write_status(namespace, name, previous, new_status, result)
         return result
 
@@ -235,7 +224,13 @@ class Reconciler:
                 previous=previous,
                 now=self.clock(),
             )
-            self._change_events(result, previous, new_status, spec)
+            result.events += events.change_events(
+                applied=result.applied,
+                deleted=result.deleted,
+                previous=previous,
+                new_status=new_status,
+                routing_enabled=spec.routing.enabled,
+            )
             await self._write_status(namespace, name, previous, new_status, result)
             return result
 
@@ -313,50 +308,6 @@ class Reconciler:
                 if await self.kube.delete(kind, namespace, str(obj_name)):
                     logger.info("Deleted %s %s/%s", kind_name, namespace, obj_name)
                     result.deleted.append(f"{kind_name} {namespace}/{obj_name}")
-
-    def _change_events(
-        self,
-        result: Result,
-        previous: Mapping[str, Any],
-        new_status: Mapping[str, Any],
-        spec: SentimentModelSpec,
-    ) -> None:
-        for what, outcome in result.applied.items():
-            if outcome == "created":
-                result.events.append(Event("Normal", "Created", f"Created {what}"))
-            elif outcome == "updated":
-                result.events.append(Event("Normal", "Updated", f"Updated {what}"))
-        for what in result.deleted:
-            result.events.append(Event("Normal", "Deleted", f"Deleted {what} (disabled in the spec)"))
-        before = status.ready_of(previous)
-        after = status.ready_of(new_status)
-        if (
-            after is not None
-            and after.get("reason") == status.CHILD_NOT_OWNED
-            and (
-                before is None
-                or (before.get("reason"), before.get("message")) != (after["reason"], after.get("message"))
-            )
-        ):
-            result.events.append(Event("Warning", status.CHILD_NOT_OWNED, str(after.get("message"))))
-        elif after is not None and (before is None or before.get("status") != after.get("status")):
-            if after.get("status") == "True":
-                result.events.append(Event("Normal", "Ready", str(after.get("message"))))
-            elif before is not None and before.get("status") == "True":
-                result.events.append(Event("Warning", str(after.get("reason")), str(after.get("message"))))
-        routing = next(
-            (c for c in new_status.get("conditions") or [] if c.get("type") == status.ROUTING), None
-        )
-        old_routing = next(
-            (c for c in previous.get("conditions") or [] if c.get("type") == status.ROUTING), None
-        )
-        if (
-            spec.routing.enabled
-            and routing is not None
-            and routing.get("reason") == "IstioNotInstalled"
-            and (old_routing is None or old_routing.get("reason") != "IstioNotInstalled")
-        ):
-            result.events.append(Event("Warning", "IstioNotInstalled", str(routing.get("message"))))
 
     async def _write_status(
         self,

@@ -27,10 +27,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from sentiment_contract import DEFAULT_BATCH_TOKENS
 
-from .names import (
-    RESERVED_INIT_CONTAINERS,
-    SERVER_CONTAINER,
-)
+from .names import RESERVED_INIT_CONTAINERS, SERVER_CONTAINER, canary_name
 from .podsecurity import RESTRICTED_CONTAINER_CONTEXT, container_violations, restricted_pod_context
 
 JsonDict = dict[str, JsonValue]
@@ -871,7 +868,8 @@ def check_name(name: str) -> None:
         raise InvalidSpecError(
             "metadata.name",
             f"{name!r} must be a DNS-1035 label (lowercase letters, digits, '-', starting with a letter) "
-            f"of at most {MAX_NAME_LENGTH} characters, so that child names like {name}-canary are valid",
+            f"of at most {MAX_NAME_LENGTH} characters, so that child names like {canary_name(name)} "
+            "are valid",
         )
 
 
