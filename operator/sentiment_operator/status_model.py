@@ -7,10 +7,11 @@ import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import JsonDict
 
-_INT32 = {"format": "int32"}
-_INT64 = {"format": "int64"}
-_NULLABLE = {"nullable": True}
+_INT32: JsonDict = {"format": "int32"}
+_INT64: JsonDict = {"format": "int64"}
+_NULLABLE: JsonDict = {"nullable": True}
 
 
 class StatusCondition(BaseModel):
