@@ -6,8 +6,9 @@ from __future__ import annotations
 import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.json_schema import JsonDict
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+JsonDict = dict[str, JsonValue]
 
 _INT32: JsonDict = {"format": "int32"}
 _INT64: JsonDict = {"format": "int64"}
