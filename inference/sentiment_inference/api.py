@@ -7,6 +7,7 @@ The predict path: readiness -> capped body read -> JSON + schema validation -> l
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Annotated, Any
 
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 from starlette.responses import Response
 
 from sentiment_inference.errors import (
+    BodyTimeout,
     BodyTooLarge,
     InvalidInput,
     NotReady,
@@ -61,8 +63,9 @@ def _json(body: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """Read the body, refusing more than ``limit`` bytes (by Content-Length first, then while streaming)."""
+async def read_body(request: Request, limit: int, within: float) -> bytes:
+    """Read the body, refusing more than ``limit`` bytes (by Content-Length first, then while streaming) and
+    a body that takes longer than ``within`` seconds to arrive (the 408 answer closes the connection)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(
@@ -72,15 +75,24 @@ async def read_body(request: Request, limit: int) -> bytes:
         )
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(
-                f"request body exceeds {limit} bytes (SENTIMENT_MAX_BODY_BYTES={limit})",
-                limit=limit,
-                value=size,
-            )
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(within):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise BodyTooLarge(
+                        f"request body exceeds {limit} bytes (SENTIMENT_MAX_BODY_BYTES={limit})",
+                        limit=limit,
+                        value=size,
+                    )
+                chunks.append(chunk)
+    except TimeoutError:
+        raise BodyTimeout(
+            f"the request body did not arrive within {within:g} s ({size} bytes received); "
+            "send it at once (SENTIMENT_BODY_READ_TIMEOUT_SECONDS)",
+            limit=within,
+            value=size,
+        ) from None
     return b"".join(chunks)
 
 
@@ -167,7 +179,9 @@ def build_router(prefix: str) -> APIRouter:
     async def predict(request: Request, state: StateDep) -> Response:
         _require_model(state)
         _check_content_type(request)
-        raw = await read_body(request, state.settings.max_body_bytes)
+        raw = await read_body(
+            request, state.settings.max_body_bytes, state.settings.body_read_timeout_seconds
+        )
         texts = parse_texts(raw, state)
         predictor = state.predictor
         scores = await predictor.predict(texts, disconnected=lambda: _until_disconnect(request))

@@ -112,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         log_config=None,
         timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds),
         server_header=False,
+        # Beyond this many connections and in-flight requests uvicorn answers 503 at once.
+        limit_concurrency=settings.max_connections,
     )
     server = GracefulServer(config, state.begin_shutdown, settings.shutdown_delay_seconds)
     log.info(

@@ -35,6 +35,12 @@ class BodyTooLarge(ApiError):
     code = "body_too_large"
 
 
+class BodyTimeout(ApiError):
+    """The body did not arrive within SENTIMENT_BODY_READ_TIMEOUT_SECONDS (a slow or stalled client)."""
+
+    code = "body_timeout"
+
+
 class TooManyTexts(ApiError):
     code = "too_many_texts"
 
@@ -84,6 +90,7 @@ class Answer:
 # The one table: error type -> HTTP answer.
 ANSWERS: dict[type[ApiError], Answer] = {
     BodyTooLarge: Answer(413),
+    BodyTimeout: Answer(408),
     TooManyTexts: Answer(413),
     TextTooLong: Answer(413),
     InvalidInput: Answer(422),

@@ -111,6 +111,20 @@ class Settings(BaseSettings):
         C.MAX_BODY_BYTES,
         description="Largest request body in bytes, enforced before parsing (else 413).",
     )
+    body_read_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="Longest a request body may take to arrive; a slower (or stalled) client gets 408 and "
+        "its connection is closed, so stalled clients cannot hold connections open.",
+    )
+    max_connections: int = Field(
+        1000,
+        ge=8,
+        le=100_000,
+        description="Most open connections (and in-flight requests), the new one included; beyond it new "
+        "ones get 503 at once, before file descriptors run out when no proxy sits in front.",
+    )
     redis_url: str | None = Field(
         None,
         description="Redis URL for the shared prediction cache, e.g. redis://cache:6379/0 "
