@@ -28,7 +28,7 @@ from sentiment_operator.kube import (
     is_owned_by,
     kind_of,
 )
-from sentiment_operator.spec import InvalidSpecError, parse_spec
+from sentiment_operator.spec import InvalidSpecError, SentimentModelSpec, parse_spec
 
 logger = logging.getLogger(__name__)
 
@@ -159,24 +159,7 @@ class Reconciler:
 
         # Status from what the writes returned; an object we did not write (someone else's) is read.
         observed = await self._observe(namespace, name, children, routing, live)
-        new_status = status.compute_status(
-            name=name,
-            url=builders.inference_url(name, namespace, spec, self.cluster_domain),
-            generation=generation,
-            spec=spec,
-            observed=observed,
-            previous=previous,
-            now=self.clock(),
-            not_owned=result.not_owned,
-        )
-        result.events += events.change_events(
-            applied=result.applied,
-            deleted=result.deleted,
-            previous=previous,
-            new_status=new_status,
-            routing_enabled=spec.routing.enabled,
-        )
-        await self._write_status(namespace, name, previous, new_status, result)
+        await self._report(result, spec, generation, observed)
         return result
 
     async def refresh_status(
@@ -215,24 +198,35 @@ class Reconciler:
             if children.virtual_service is not None:
                 routing = "applied" if await self._virtual_service_version() else "istio-missing"
             result = Result(owner=body)
-            new_status = status.compute_status(
-                name=name,
-                url=builders.inference_url(name, namespace, spec, self.cluster_domain),
-                generation=meta.get("generation"),
-                spec=spec,
-                observed=await self._observe(namespace, name, children, routing, {}),
-                previous=previous,
-                now=self.clock(),
-            )
-            result.events += events.change_events(
-                applied=result.applied,
-                deleted=result.deleted,
-                previous=previous,
-                new_status=new_status,
-                routing_enabled=spec.routing.enabled,
-            )
-            await self._write_status(namespace, name, previous, new_status, result)
+            observed = await self._observe(namespace, name, children, routing, {})
+            await self._report(result, spec, meta.get("generation"), observed)
             return result
+
+    async def _report(
+        self, result: Result, spec: SentimentModelSpec, generation: int | None, observed: status.Observed
+    ) -> None:
+        """Compute the status of a valid spec from what was observed, decide its Events, write it."""
+        meta = result.owner.get("metadata", {})
+        namespace, name = str(meta["namespace"]), str(meta["name"])
+        previous: Mapping[str, Any] = result.owner.get("status") or {}
+        new_status = status.compute_status(
+            name=name,
+            url=builders.inference_url(name, namespace, spec, self.cluster_domain),
+            generation=generation,
+            spec=spec,
+            observed=observed,
+            previous=previous,
+            now=self.clock(),
+            not_owned=result.not_owned,
+        )
+        result.events += events.change_events(
+            applied=result.applied,
+            deleted=result.deleted,
+            previous=previous,
+            new_status=new_status,
+            routing_enabled=spec.routing.enabled,
+        )
+        await self._write_status(namespace, name, previous, new_status, result)
 
     async def _observe(
         self,

@@ -44,6 +44,16 @@ def live_pod(cluster: Cluster) -> dict[str, Any]:
     return spec
 
 
+OWNER_REF = {
+    "apiVersion": "serving.sentiment.dev/v1alpha1",
+    "kind": "SentimentModel",
+    "name": "demo",
+    "uid": "u-1",
+    "controller": True,
+    "blockOwnerDeletion": True,
+}
+
+
 async def test_an_empty_env_value_causes_no_perpetual_write(cluster: Cluster, client: Kube) -> None:
     """#2: the API server drops ``value: ""`` (omitempty); what it stores still counts as what we sent."""
     assert (await client.create_or_update(deployment([{"name": "PREFIX", "value": ""}]))).outcome == "created"
@@ -114,16 +124,7 @@ async def test_an_object_we_do_not_own_is_never_overwritten(cluster: Cluster, cl
     theirs["spec"]["template"]["spec"]["containers"][0]["image"] = "theirs:1"
     await client.request("POST", kinds.DEPLOYMENT.collection_path(NAMESPACE), body=theirs)
     ours = deployment([])
-    ours["metadata"]["ownerReferences"] = [
-        {
-            "apiVersion": "serving.sentiment.dev/v1alpha1",
-            "kind": "SentimentModel",
-            "name": "demo",
-            "uid": "u-1",
-            "controller": True,
-            "blockOwnerDeletion": True,
-        }
-    ]
+    ours["metadata"]["ownerReferences"] = [OWNER_REF]
     with pytest.raises(kube.NotOwned, match="Deployment default/demo already exists and belongs to nothing"):
         await client.create_or_update(ours)
     assert live_pod(cluster)["containers"][0]["image"] == "theirs:1"
@@ -163,16 +164,7 @@ async def test_an_object_replaced_between_the_ownership_check_and_the_apply_is_n
     """The apply carries the resourceVersion the ownership check read: if the object was deleted and
     re-created by someone else in between, the write fails with 409 and the retry sees the new owner."""
     ours = deployment([])
-    ours["metadata"]["ownerReferences"] = [
-        {
-            "apiVersion": "serving.sentiment.dev/v1alpha1",
-            "kind": "SentimentModel",
-            "name": "demo",
-            "uid": "u-1",
-            "controller": True,
-            "blockOwnerDeletion": True,
-        }
-    ]
+    ours["metadata"]["ownerReferences"] = [OWNER_REF]
     await client.create_or_update(ours)
 
     def replace(_: Any) -> None:
