@@ -48,6 +48,27 @@ def render(doc: dict[str, Any]) -> str:
                 f"{_num(result['p99_ms'])} | {result['errors']} | "
                 f"{_num(ratios.get(label), 2) if label != 'pipeline' else '1.00'} |"
             )
+    capacity = doc.get("capacity") or {}
+    if capacity:
+        lines.append("")
+        lines.append(
+            "| open loop (constant arrival rate) | server | capacity req/s | x pipeline | of ceiling |"
+        )
+        lines.append("|---|---|---:|---:|---:|")
+        for key, entry in capacity.items():
+            if key == "sla":
+                continue
+            for label, row in entry["servers"].items():
+                lines.append(
+                    f"| {entry['slo']} | {label} | {row['capacity_rps']} | "
+                    f"{_num(row.get('ratio_vs_pipeline'), 2)} | {_num(row.get('fraction_of_ceiling'), 2)} |"
+                )
+        sla = capacity.get("sla", {})
+        for label, point in sla.get("servers", {}).items():
+            lines.append(
+                f"| {sla['slo']} | {label} | p50 {_num(point['p50_ms'])} ms, "
+                f"p99 {_num(point['p99_ms'])} ms | errors {point['errors']} | dropped {point['dropped']} |"
+            )
     lines.append("")
     lines.append("| server | start to ready s | peak RSS under load MB |")
     lines.append("|---|---:|---:|")

@@ -26,6 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from bench.capacity import SLOS, CapacityPlan, capacity_table, find_capacity, sla_point
 from bench.common import CACHE_DIR, log
 from bench.load import SCENARIOS, Scenario, run_k6
 from bench.machine import Sampler, machine_info
@@ -45,6 +46,7 @@ def bench_server(
     graceful_stop: float,
     nonce: str,
     server_cmd: list[str] | None = None,
+    capacity: CapacityPlan | None = None,
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     redis.flush()
     log(f"Starting {spec.label}")
@@ -77,6 +79,26 @@ def bench_server(
                 f" p50 {result['p50_ms']} p99 {result['p99_ms']} ms, errors {result['errors']},"
                 f" RSS {result['server_rss_peak_mb']} MB, CPU {result['server_cpu_percent']}%"
             )
+        open_loop: dict[str, Any] = {}
+        if capacity is not None:
+            run_id = f"{nonce}{spec.label[:1]}{spec.precision[:1]}"
+            for slo in SLOS:
+                redis.flush()
+                found = find_capacity(
+                    server.base_url,
+                    slo,
+                    workdir,
+                    run_id,
+                    duration=capacity.probe_seconds,
+                    start=capacity.start,
+                    max_probes=capacity.max_probes,
+                )
+                open_loop[slo.key] = found
+                log(f"{spec.label} capacity {slo.description}: {found['capacity_rps']} req/s")
+            redis.flush()
+            open_loop["sla"] = sla_point(server.base_url, workdir, run_id, capacity.probe_seconds)
+            if server.proc.poll() is not None:
+                raise RuntimeError(f"{spec.label} died during the open-loop runs; see {server.log_path}")
     server_info: dict[str, Any] = {
         "kind": spec.kind,
         "precision": spec.precision,
@@ -88,6 +110,8 @@ def bench_server(
         server_info["command"] = server_cmd
     if info is not None:
         server_info["model_endpoint"] = info
+    if open_loop:
+        server_info["open_loop"] = open_loop
     return server_info, results
 
 
@@ -121,6 +145,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-ceiling", action="store_true", help="skip the bare-model measurement")
     parser.add_argument(
+        "--no-capacity",
+        action="store_true",
+        help="skip the open-loop capacity search (constant arrival rate)",
+    )
+    parser.add_argument(
+        "--probe-seconds", type=float, default=None, help="length of one open-loop probe (15; smoke 2)"
+    )
+    parser.add_argument(
         "--no-agreement", action="store_true", help="skip the int8 vs fp32 label agreement measurement"
     )
     parser.add_argument("--out", default=None, help="also write the JSON document to this file")
@@ -147,6 +179,12 @@ def main(argv: list[str] | None = None) -> int:
     extra_env = dict(item.split("=", 1) for item in args.server_env)
     server_cmd = shlex.split(args.server_cmd) if args.server_cmd else None
 
+    capacity = None
+    if not args.no_capacity:
+        probe_seconds = (
+            args.probe_seconds if args.probe_seconds is not None else (2.0 if args.smoke else 15.0)
+        )
+        capacity = CapacityPlan(probe_seconds, start=10, max_probes=3 if args.smoke else 12)
     specs = [ServerSpec(f"ours-{p}", "ours", p, extra_env) for p in precisions if "ours" in kinds]
     if "pipeline" in kinds:
         specs.append(ServerSpec("pipeline", "pipeline", "none"))
@@ -188,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for spec in specs:
             info, results = bench_server(
-                spec, scenarios, model, redis, keep_dir, duration, graceful_stop, nonce, server_cmd
+                spec, scenarios, model, redis, keep_dir, duration, graceful_stop, nonce, server_cmd, capacity
             )
             doc["servers"][spec.label] = info
             per_server[spec.label] = results
@@ -216,8 +254,12 @@ def main(argv: list[str] | None = None) -> int:
                 if label != "pipeline"
             }
         doc["scenarios"][scenario.name] = entry
+    doc["capacity"] = capacity_table(doc)
     doc["total_errors"] = sum(r["errors"] for s in doc["scenarios"].values() for r in s["results"].values())
     doc["targets"] = evaluate_targets(doc)
+    for target in doc["targets"]:
+        verdict = {True: "PASS", False: "FAIL", None: "n/a "}[target["met"]]
+        log(f"{verdict} {target['target']}: {target['value']}")
     doc["bench"]["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     doc["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
 

@@ -79,4 +79,30 @@ def evaluate_targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
                     check(f"RSS MB under load {label}", servers[label]["rss_peak_under_load_mb"], "<=", 700)
                 )
             targets.append(check(f"start-to-ready s {label}", servers[label]["start_to_ready_s"], "<=", 5))
+    targets += capacity_targets(doc.get("capacity") or {})
     return targets
+
+
+# Open-loop capacity targets, same machine and run: (SLO, server, measure, limit).
+CAPACITY_TARGETS = (
+    ("uncached", "ours-int8", "fraction_of_ceiling", 0.85),
+    ("uncached", "ours-none", "fraction_of_ceiling", 0.85),
+    ("uncached", "ours-int8", "ratio_vs_pipeline", 8.0),
+    ("uncached", "ours-none", "ratio_vs_pipeline", 3.0),
+    ("cached95", "ours-int8", "ratio_vs_pipeline", 10.0),
+    ("cached95", "ours-none", "ratio_vs_pipeline", 10.0),
+)
+
+
+def capacity_targets(capacity: dict[str, Any]) -> list[dict[str, Any]]:
+    """The open-loop capacity targets the document has numbers for."""
+    out = []
+    for slo, label, measure, limit in CAPACITY_TARGETS:
+        row = capacity.get(slo, {}).get("servers", {}).get(label)
+        if row is not None and measure in row:
+            out.append(check(f"capacity {slo} {label} {measure}", row[measure], ">=", limit))
+    for label, point in capacity.get("sla", {}).get("servers", {}).items():
+        out.append(
+            check(f"SLA 10 req/s p99 ms {label}", point["p99_ms"], "<=", 2000, f"p50 {point['p50_ms']} ms")
+        )
+    return out

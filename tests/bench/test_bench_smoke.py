@@ -79,3 +79,24 @@ def test_server_facts_ceiling_and_targets_are_reported(smoke: dict[str, Any]) ->
     targets = {t["target"]: t for t in smoke["targets"]}
     assert "(a) throughput ours-none/pipeline >= 3.5" in targets
     assert all(t["met"] in (True, False) for t in targets.values()), targets
+
+
+def test_open_loop_capacity_is_searched_for_both_servers(smoke: dict[str, Any]) -> None:
+    capacity = smoke["capacity"]
+    assert set(capacity) == {"uncached", "cached95", "sla"}
+    for key in ("uncached", "cached95"):
+        assert set(capacity[key]["servers"]) == set(SERVERS), capacity[key]
+    assert "ratio_vs_pipeline" in capacity["uncached"]["servers"]["ours-none"]
+    for label in SERVERS:
+        open_loop = smoke["servers"][label]["open_loop"]
+        for key in ("uncached", "cached95"):
+            found = open_loop[key]
+            assert 1 <= len(found["probes"]) <= 3
+            held = [p["rate"] for p in found["probes"] if p["held"]]
+            assert found["capacity_rps"] == max(held, default=0)
+            for probe in found["probes"]:
+                if probe["held"]:
+                    assert probe["errors"] == probe["dropped"] == 0
+        assert open_loop["sla"]["rate"] == 10
+        assert open_loop["sla"]["requests"] > 0
+    assert any(t["target"].startswith("SLA 10 req/s") for t in smoke["targets"])
