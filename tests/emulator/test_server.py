@@ -1,4 +1,4 @@
-"""The test API server over HTTP (tests/apiserver/server.py): each behaviour a client relies on, as a client
+"""The test API server over HTTP (apiserver/server.py): each behaviour a client relies on, as a client
 sees it, with the documented kube-apiserver behaviour it reproduces."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import kmock
 import pytest
-from apiserver.server import ApiServer, project_crd_schemas
+from sentiment_devcluster.apiserver.server import ApiServer, project_crd_schemas
 
 DEPLOYMENTS = "/apis/apps/v1/namespaces/default/deployments"
 MODELS = "/apis/serving.sentiment.dev/v1alpha1/namespaces/default/sentimentmodels"

@@ -6,8 +6,8 @@ import base64
 from typing import Any
 
 import pytest
-from apiserver.server import Fault, matcher
 from operator_emulator import NAMESPACE, Cluster
+from sentiment_devcluster.apiserver.server import Fault, matcher
 from sentiment_operator import kube
 from sentiment_operator.kube import KINDS, Kube
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from apiserver.schema import Path, TypeInfo
+from sentiment_devcluster.apiserver.schema import Path, TypeInfo
 
 MERGE = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"

@@ -31,9 +31,9 @@ import yaml
 from kmock._internal import k8s as kmock_k8s
 from kmock._internal import parsing, rendering
 
-from apiserver import podsecurity, rbac, selectors
-from apiserver.schema import TypeInfo
-from apiserver.store import ApiError, admit, write_for
+from sentiment_devcluster.apiserver import podsecurity, rbac, selectors
+from sentiment_devcluster.apiserver.schema import TypeInfo
+from sentiment_devcluster.apiserver.store import ApiError, admit, write_for
 
 _kmock_parse_path = parsing.parse_path
 
@@ -120,7 +120,7 @@ def matcher(
 
 def project_crd_schemas() -> dict[str, dict[str, Any]]:
     """group/version/plural -> openAPIV3Schema of the project's own CRD (crds/sentimentmodel.yaml)."""
-    crd = yaml.safe_load((Path(__file__).resolve().parents[2] / "crds" / "sentimentmodel.yaml").read_text())
+    crd = yaml.safe_load((Path(__file__).resolve().parents[3] / "crds" / "sentimentmodel.yaml").read_text())
     spec = crd["spec"]
     return {
         f"{spec['group']}/{version['name']}/{spec['names']['plural']}": version["schema"]["openAPIV3Schema"]

@@ -20,9 +20,9 @@ from typing import Any
 
 import yaml
 
-from apiserver import apply as ssa
-from apiserver import defaults, patch, structural
-from apiserver.schema import TypeInfo
+from sentiment_devcluster.apiserver import apply as ssa
+from sentiment_devcluster.apiserver import defaults, patch, structural
+from sentiment_devcluster.apiserver.schema import TypeInfo
 
 
 class ApiError(Exception):
