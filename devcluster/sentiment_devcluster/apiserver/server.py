@@ -282,6 +282,7 @@ class ApiServer(kmock.KubernetesEmulator):
             warnings = self._admission(request, new, live) if changed else []
             if request.params.get("dryRun"):
                 changed = False
+            gone = False
             if changed:
                 meta = new["metadata"]
                 gone = bool(meta.get("deletionTimestamp")) and not meta.get("finalizers")
@@ -294,6 +295,9 @@ class ApiServer(kmock.KubernetesEmulator):
                 if gone:
                     self._objects[key].delete()
                     await self._buses[request.resource].put({"type": "DELETED", "object": copy.deepcopy(new)})
+        if changed and gone:
+            # The last finalizer went: the object is deleted now, and so are its dependents (it may own some).
+            await self._collect_garbage()
         status = 201 if live is None and changed else 200
         response = aiohttp.web.json_response(new, status=status)
         for warning in warnings:
