@@ -420,6 +420,12 @@ class ApiServer(kmock.KubernetesEmulator):
         if isinstance(payload, dict):
             # The collection's resourceVersion, from which a watch continues (kmock answers "...").
             payload["metadata"] = {"resourceVersion": str(self._last_rv)}
+            # As kube-apiserver answers (client-go's informers, e.g. kubectl wait and rollout, require it).
+            resource = request.resource
+            payload["kind"] = f"{self.type_info(resource).kind}List"
+            payload["apiVersion"] = (
+                f"{resource.group}/{resource.version}" if resource.group else resource.version
+            )
         check = selectors.selector(request.params, self.type_info(request.resource).kind)
         if check is not None and isinstance(payload, dict):
             payload["items"] = [item for item in payload["items"] if check(item)]
