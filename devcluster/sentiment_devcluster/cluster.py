@@ -111,7 +111,15 @@ class Cluster:
                     await self._start_operator()
                 info = {"url": self.url, "kubeconfig": str(self.kubeconfig_path), "pid": os.getpid()}
                 (self.state_dir / "cluster.json").write_text(json.dumps(info), encoding="utf-8")
-                self._say("ready")
+                bin_dir = Path(sys.executable).parent
+                self._say(
+                    "ready. In another shell:\n"
+                    f"  export KUBECONFIG={self.kubeconfig_path} PATH={bin_dir}:$PATH\n"
+                    "  kubectl create namespace sentiment --dry-run=client -o yaml | kubectl apply -f -\n"
+                    "  kubectl apply -f examples/project.yaml && kubectl -n sentiment get sentimentmodels\n"
+                    "  (each Service's address is printed below when it appears; pod logs: "
+                    f"{self.state_dir}/pods/)"
+                )
                 await self._watch(stop)
             finally:
                 self._say("stopping")

@@ -209,6 +209,17 @@ class ClusterApiServer(ApiServer):
                 reason="UnsupportedMediaType",
                 message=f"{content_type} is not supported; use JSON",
             )
+        if request.params.get("watch") in ("true", "1") and request._raw_request is not None:
+            raw = request._raw_request
+            original = raw._prepare_hook
+
+            async def json_stream(response: aiohttp.web.StreamResponse) -> None:
+                # kmock streams as application/octet-stream; client-go decodes only a JSON watch stream.
+                if response.content_type == "application/octet-stream":
+                    response.content_type = "application/json"
+                await original(response)
+
+            raw._prepare_hook = json_stream  # type: ignore[method-assign]
         accept = request.headers.get("Accept") or ""
         table = "as=Table" in accept and request.params.get("watch") != "true"
         readable = request.resource is not None and bool(request.resource.plural)
