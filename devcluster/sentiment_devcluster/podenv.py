@@ -16,6 +16,7 @@ Pure functions (no processes, no API calls), so they are tested on their own:
 from __future__ import annotations
 
 import base64
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -99,7 +100,7 @@ def _resource_ref(ref: dict[str, Any], container: dict[str, Any]) -> str:
     divisor = parse_quantity(str(ref.get("divisor") or "1"))
     amount = parse_quantity(str(value)) / divisor
     # The kubelet rounds up to an integer of the divisor.
-    return str(int(-(-amount // 1)))
+    return str(math.ceil(amount))
 
 
 def _key_ref(kind: str, ref: dict[str, Any], namespace: str, objects: Lookup, what: str) -> str | None:
