@@ -466,6 +466,21 @@ class ApiServer(kmock.KubernetesEmulator):
         for obj in snapshot:
             if wanted(obj) and int((obj.get("metadata") or {}).get("resourceVersion") or 0) > since_rv:
                 yield {"type": "ADDED", "object": obj}
+        if request.params.get("sendInitialEvents") == "true":
+            # Streaming lists (KEP-3157, kubectl 1.32+): a bookmark marks the end of the initial events.
+            resource = request.resource
+            api_version = f"{resource.group}/{resource.version}" if resource.group else resource.version
+            yield {
+                "type": "BOOKMARK",
+                "object": {
+                    "kind": self.type_info(resource).kind,
+                    "apiVersion": api_version,
+                    "metadata": {
+                        "resourceVersion": str(self._last_rv),
+                        "annotations": {"k8s.io/initial-events-end": "true"},
+                    },
+                },
+            }
         async for event in bus.stream(since=mark):
             if isinstance(event, dict) and event.get("type") == _BREAK:
                 meta = (event.get("object") or {}).get("metadata") or {}
