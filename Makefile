@@ -30,6 +30,18 @@ $(STAMP): pyproject.toml requirements/dev.txt requirements/data.txt
 .PHONY: install
 install: $(STAMP) ## Create .venv from the lock (torch CPU, both packages, the dev tools); apt-install redis-server if missing
 
+# The security scanner lives in an environment of its own: its pins clash with ours (requirements/checkov.txt).
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+$(CHECKOV_STAMP): requirements/checkov.txt
+	@[ -x $(CHECKOV_VENV)/bin/python ] || python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install -q --require-hashes --no-deps -r requirements/checkov.txt
+	@touch $(CHECKOV_STAMP)
+
+.PHONY: checkov
+checkov: $(STAMP) $(CHECKOV_STAMP) ## Security scan (checkov, offline) of every rendered example and both deploy overlays
+	$(PY) tools/checkov_scan.py --checkov $(CHECKOV_VENV)/bin/checkov
+
 .PHONY: lock
 lock: $(STAMP) ## Regenerate requirements/*.txt from pyproject.toml (keeps pins; LOCK_ARGS=--upgrade moves them)
 	$(PY) tools/lockfile.py compile $(LOCK_ARGS)
@@ -64,7 +76,7 @@ cluster: $(STAMP) ## Keep the embedded cluster up for your own kubectl (Ctrl-C s
 	  --model-dir $(DEVMODEL)
 
 .PHONY: bench
-bench: $(STAMP) ## Our server vs the seed design side by side (k6, real redis-server; ~10 min); prints JSON
+bench: $(STAMP) ## Our server vs the pipeline server it replaces (k6, real redis-server; ~10 min; bench/README.md)
 	@mkdir -p bench/results
 	$(PY) -m bench.run --out bench/results/bench.json $(BENCH_ARGS)
 
@@ -82,4 +94,4 @@ docs: $(STAMP) ## Regenerate README.md's reference tables (env vars, spec fields
 
 .PHONY: clean
 clean: ## Remove the venv and caches
-	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) .cache .pytest_cache .mypy_cache .ruff_cache

@@ -2,9 +2,9 @@
 
 The benchmark model has random weights, so its labels mean nothing; agreement is measured on a model trained
 enough to give confident answers (``sentiment-devmodel --train``: a small DistilBERT with the real vocabulary,
-trained for a few seconds on synthetic sentences). Two held-out sets: synthetic sentences from a seed the
-training never saw, and the review-like sentences the load test sends (outside the training distribution, so
-closer calls). Run by bench/run.py in its own process:
+trained for a few seconds on synthetic sentences). Two held-out sets: synthetic sentences drawn with a random
+seed the training never used, and the review-like sentences the load test sends (outside the training
+distribution, so closer calls). Run by bench/run.py in its own process:
 
     python -m bench.agreement --model DIR --count 2000
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 from bench.ceiling import texts_like_the_load_test
 
-HELD_OUT_SEED = 20261121  # the training data comes from seed 0
+HELD_OUT_SEED = 20261121  # the training data comes from random seed 0
 
 
 def _top(probs: list[list[float]]) -> list[int]:

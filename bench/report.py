@@ -1,4 +1,4 @@
-"""Render a bench/run.py JSON document as the README's markdown performance tables.
+"""Render a bench/run.py JSON document as markdown tables (the ones in bench/README.md).
 
 python -m bench.report bench/results/bench.json > perf.md
 """
@@ -36,17 +36,17 @@ def render(doc: dict[str, Any]) -> str:
         "bert-base-uncased vocabulary. k6 runs on the same CPUs as the server."
     )
     lines.append("")
-    lines.append("| scenario | server | req/s | texts/s | p50 ms | p95 ms | p99 ms | errors | x baseline |")
+    lines.append("| scenario | server | req/s | texts/s | p50 ms | p95 ms | p99 ms | errors | x pipeline |")
     lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for scenario in doc["scenarios"].values():
-        ratios = scenario.get("ratio_vs_baseline", {})
+        ratios = scenario.get("ratio_vs_pipeline", {})
         for label, result in scenario["results"].items():
             lines.append(
                 f"| ({scenario.get('key', '?')}) {scenario['description']} | {label} | "
                 f"{_num(result['requests_per_s'])} | "
                 f"{_num(result['texts_per_s'])} | {_num(result['p50_ms'])} | {_num(result['p95_ms'])} | "
                 f"{_num(result['p99_ms'])} | {result['errors']} | "
-                f"{_num(ratios.get(label), 2) if label != 'baseline' else '1.00'} |"
+                f"{_num(ratios.get(label), 2) if label != 'pipeline' else '1.00'} |"
             )
     lines.append("")
     lines.append("| server | start to ready s | peak RSS under load MB |")

@@ -3,7 +3,7 @@
 # the API server, the real operator process, a node agent that runs the pods as local processes and a Service
 # proxy. The commands are the ones a user types against a real cluster:
 #   1. start the cluster; 2. kubectl apply the project and lab SentimentModels; 3. kubectl get sentimentmodels;
-#   4. the seeds' request to /project and /lab through their Services; 5. the repeat served from the managed
+#   4. the example request to /project and /lab through their Services; 5. the repeat served from the managed
 #   Redis; 6. kubectl patch, status following the rollout; 7. an invalid SentimentModel -> InvalidSpec;
 #   8. delete everything, gone; 9. stop the cluster (also on error or Ctrl-C): no process is left.
 #
@@ -110,7 +110,7 @@ EOF
 
 # --- 4. predictions through the Services ----------------------------------------------------------------------
 for name in project lab; do
-  step "The seeds' request to /$name through Service sentiment/$name ($name.sentiment.svc.cluster.local)"
+  step "The example request to /$name through Service sentiment/$name ($name.sentiment.svc.cluster.local)"
   URL="http://$(svc "$name"):8000/$name/predict"
   echo "\$ curl -s -X POST $URL -H 'Content-Type: application/json' -d '$REQUEST'"
   ANSWER=$(curl -fsS --max-time 30 -X POST "$URL" -H 'Content-Type: application/json' -d "$REQUEST") \

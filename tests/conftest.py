@@ -6,7 +6,8 @@
 - ``running_app``: async context manager factory -> RunningApp (app + httpx client over ASGITransport,
   lifespan started, by default waits until /ready is 200).
 - ``redis_server``: a real ``redis-server`` on a free 127.0.0.1 port (no persistence, own temp dir) that a
-  test can kill and restart; ``redis_factory`` starts more (e.g. with a password).
+  test can kill and restart; ``redis_factory`` starts more (e.g. with a password). The process helper is
+  ``bench/redis_server.py``, which the benchmark uses too.
 - ``serve_process``: factory that starts the real ``sentiment-serve`` console script on a free 127.0.0.1
   port (tiny model by default) -> ``serving.ServerProcess`` (``.base_url``, ``.stop()``, ``.log()``); killed
   at teardown. ``serving`` (tests/serving.py) also has ``free_port()``.
@@ -17,9 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
-import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -34,7 +33,9 @@ from sentiment_inference.cache import Cache
 from sentiment_inference.devmodel import write_devmodel
 from sentiment_inference.settings import Settings
 from sentiment_inference.state import ServerState
-from serving import ServerProcess, free_port
+from serving import ServerProcess
+
+from bench.redis_server import RedisServer, redis_server_binary
 
 # ---------------------------------------------------------------------------------------------- models
 
@@ -148,86 +149,13 @@ def running_app(
 # ---------------------------------------------------------------------------------------------- redis
 
 
-class RedisServer:
-    """A real redis-server process on 127.0.0.1 that tests may kill and restart on the same port."""
-
-    def __init__(self, workdir: Path, password: str | None = None) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is not installed (make install apt-installs it)")
-        self.binary = binary
-        self.workdir = workdir
-        self.password = password
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self, timeout: float = 10.0) -> None:
-        args = [
-            self.binary,
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(self.workdir),
-            "--daemonize",
-            "no",
-        ]
-        if self.password:
-            args += ["--requirepass", self.password]
-        log = (self.workdir / "redis.log").open("ab")
-        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited: {(self.workdir / 'redis.log').read_text()[-2000:]}")
-            try:
-                if self.client().ping():
-                    return
-            except Exception:
-                time.sleep(0.02)
-        raise RuntimeError(f"redis-server on port {self.port} did not answer PING within {timeout}s")
-
-    def kill(self) -> None:
-        """SIGKILL, like a crashed or evicted Redis pod."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
-        self.process = None
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self.process = None
-
-    def restart(self) -> None:
-        self.kill()
-        self.start()
-
-    def client(self) -> Any:
-        import redis
-
-        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, socket_timeout=2)
-
-
 @pytest.fixture
 def redis_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., RedisServer]]:
     servers: list[RedisServer] = []
 
     def start(password: str | None = None) -> RedisServer:
+        if redis_server_binary() is None:
+            pytest.fail("redis-server is not installed (make install apt-installs it)")
         server = RedisServer(tmp_path_factory.mktemp("redis"), password=password)
         servers.append(server)
         server.start()

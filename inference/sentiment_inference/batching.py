@@ -1,11 +1,11 @@
 """Micro-batching: one asyncio task forms batches for the model worker threads (TEI style).
 
-Requests put their tokenized texts in a bounded queue and await one future per text. The batcher task waits
-until a model worker is free, drains everything queued (after at most ``max_wait_ms`` for more to arrive when
-less than a batch is waiting), drops texts whose request was cancelled, sorts by length to limit padding, cuts
+Requests put their tokenized texts in the queue and await one future per text. The batcher task waits until a
+model worker is free, drains everything queued (after at most ``max_wait_ms`` for more to arrive when less
+than a batch is waiting), drops texts whose request was cancelled, sorts by length to limit padding, cuts
 batches capped by count and by padded tokens, and hands each to the next free worker thread (several run side
-by side), so the event loop never blocks. A full queue raises Overloaded at once (HTTP 429) instead of
-growing latency.
+by side), so the event loop never blocks. The queue's bound is enforced before texts get here (admission.py);
+the worker threads belong to the caller (the serving core loads the model on the same threads).
 """
 
 from __future__ import annotations
@@ -15,18 +15,15 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import TypeVar
 
 from sentiment_inference.backend import Backend
-from sentiment_inference.errors import InferenceFailed, Overloaded
+from sentiment_inference.errors import InferenceFailed
 from sentiment_inference.metrics import Metrics
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -34,9 +31,7 @@ class BatchLimits:
     max_batch_size: int = 32
     max_batch_tokens: int = 512
     max_wait_ms: float = 2.0
-    max_queue: int = 512
-    retry_after_seconds: int = 1
-    workers: int = 1  # model worker threads, each running one batch at a time
+    workers: int = 1  # batches running side by side, one per model worker thread
 
 
 @dataclass(eq=False)
@@ -65,13 +60,13 @@ def plan_batches(items: Sequence[_Item], max_size: int, max_tokens: int) -> list
 
 
 class Batcher:
-    """The queue, owned by one task, in front of ``limits.workers`` model worker threads.
+    """The queue, owned by one task, in front of ``limits.workers`` model worker threads of ``executor``.
 
     A batch is formed whenever a worker is free (drain-when-free, with an optional short wait), from
     everything queued; with several workers, batches run side by side, each on its own thread.
     """
 
-    def __init__(self, backend: Backend, limits: BatchLimits, metrics: Metrics) -> None:
+    def __init__(self, backend: Backend, limits: BatchLimits, metrics: Metrics, executor: Executor) -> None:
         self._backend = backend
         self._limits = limits
         self._metrics = metrics
@@ -79,7 +74,7 @@ class Batcher:
         self._pending = 0  # texts accepted and not yet answered or dropped
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._executor = ThreadPoolExecutor(max_workers=limits.workers, thread_name_prefix="model-worker")
+        self._executor = executor
         self._free = asyncio.Semaphore(limits.workers)
         self._running: set[asyncio.Task[None]] = set()
 
@@ -103,39 +98,24 @@ class Batcher:
             if not item.future.done():
                 item.future.set_exception(InferenceFailed("server is shutting down"))
         self._queue.clear()
-        # Not waiting: a model load still running on the worker thread must not block shutdown.
-        self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def run_in_worker(self, fn: Callable[[], T]) -> T:
-        """Run a blocking callable (load, warm-up) on a model worker thread, off the event loop."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn)
+    def enqueue(self, encoded: Sequence[Sequence[int]]) -> asyncio.Future[list[list[float]]]:
+        """Queue one request's texts now; the future gives their probabilities in the same order.
 
-    async def submit(self, encoded: Sequence[Sequence[int]]) -> list[list[float]]:
-        """Queue one request's texts; return their probabilities in the same order.
-
-        Raises Overloaded when the queue cannot take them all. Cancelling the caller drops its texts.
+        Cancelling the future drops the texts still queued (the batcher skips them before compute).
         """
-        if not encoded:
-            return []
-        limit = self._limits.max_queue
-        if self._pending + len(encoded) > limit:
-            self._metrics.overloaded.inc()
-            raise Overloaded(
-                f"server overloaded: {self._pending} texts queued, this request adds {len(encoded)}, "
-                f"the limit is SENTIMENT_MAX_QUEUE={limit}; retry later",
-                headers={"Retry-After": str(self._limits.retry_after_seconds)},
-                limit=limit,
-                value=self._pending + len(encoded),
-            )
         loop = asyncio.get_running_loop()
         items = [_Item(ids, loop.create_future()) for ids in encoded]
-        self._queue.extend(items)
-        self._pending += len(items)
-        self._metrics.queue_depth.set(self._pending)
-        self._wakeup.set()
-        # If the caller is cancelled, gather cancels these futures and the batcher drops them before compute.
-        return list(await asyncio.gather(*(it.future for it in items)))
+        if items:
+            self._queue.extend(items)
+            self._pending += len(items)
+            self._metrics.queue_depth.set(self._pending)
+            self._wakeup.set()
+        return asyncio.gather(*(it.future for it in items))
+
+    async def submit(self, encoded: Sequence[Sequence[int]]) -> list[list[float]]:
+        """``enqueue`` and wait: cancelling the caller drops its texts."""
+        return list(await self.enqueue(encoded))
 
     def _take(self) -> list[_Item]:
         live: list[_Item] = []

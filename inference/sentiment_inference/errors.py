@@ -1,12 +1,14 @@
 """Typed API errors and the one table that maps them to HTTP status codes.
 
-Routes and middleware raise these; they never build error responses by hand. Every error body has the shape
-``{"error": code, "detail": message, ...extra}`` where extra names the field, limit and value when known.
+Routes, middleware and the serving core raise these; nothing builds an error response by hand. Every error
+body has the shape ``{"error": code, "detail": message, ...extra}`` where extra names the field, limit and
+value when known; the table also says which answers carry ``Retry-After`` (come back later, not give up).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -23,10 +25,9 @@ class ApiError(Exception):
 
     code = "error"
 
-    def __init__(self, detail: str, *, headers: dict[str, str] | None = None, **extra: Any) -> None:
+    def __init__(self, detail: str, **extra: Any) -> None:
         super().__init__(detail)
         self.detail = detail
-        self.headers = headers or {}
         self.extra = extra
 
 
@@ -72,32 +73,47 @@ class InferenceFailed(ApiError):
     code = "inference_failed"
 
 
-# The one table: error type -> HTTP status.
-STATUS: dict[type[ApiError], int] = {
-    BodyTooLarge: 413,
-    TooManyTexts: 413,
-    TextTooLong: 413,
-    InvalidInput: 422,
-    MalformedJson: 422,
-    UnsupportedMediaType: 415,
-    Overloaded: 429,
-    NotReady: 503,
-    ClientClosed: 499,
-    InferenceFailed: 500,
+@dataclass(frozen=True)
+class Answer:
+    """How an error is answered: its HTTP status, and whether ``Retry-After`` says when to retry."""
+
+    status: int
+    retry_after: bool = False
+
+
+# The one table: error type -> HTTP answer.
+ANSWERS: dict[type[ApiError], Answer] = {
+    BodyTooLarge: Answer(413),
+    TooManyTexts: Answer(413),
+    TextTooLong: Answer(413),
+    InvalidInput: Answer(422),
+    MalformedJson: Answer(422),
+    UnsupportedMediaType: Answer(415),
+    Overloaded: Answer(429, retry_after=True),
+    NotReady: Answer(503, retry_after=True),
+    ClientClosed: Answer(499),
+    InferenceFailed: Answer(500),
 }
 
 
-def status_of(exc: ApiError) -> int:
+def answer_of(exc: ApiError) -> Answer:
     for cls in type(exc).__mro__:
-        if cls in STATUS:
-            return STATUS[cls]
-    return 500
+        if cls in ANSWERS:
+            return ANSWERS[cls]
+    return Answer(500)
 
 
-def error_response(exc: ApiError) -> Response:
+def status_of(exc: ApiError) -> int:
+    return answer_of(exc).status
+
+
+def error_response(exc: ApiError, retry_after_seconds: int) -> Response:
+    """The JSON answer for ``exc``; ``retry_after_seconds`` is sent where the table asks for Retry-After."""
+    answer = answer_of(exc)
     body = {"error": exc.code, "detail": exc.detail, **exc.extra}
+    headers = {"Retry-After": str(retry_after_seconds)} if answer.retry_after else None
     return Response(
-        orjson.dumps(body), status_code=status_of(exc), media_type="application/json", headers=exc.headers
+        orjson.dumps(body), status_code=answer.status, media_type="application/json", headers=headers
     )
 
 
@@ -131,16 +147,17 @@ def from_validation_errors(errors: list[Any], *, skip_prefix: tuple[str, ...] = 
     )
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI, retry_after_seconds: int) -> None:
     """Route every error through error_response, so nothing reaches the client as a bare 500 page."""
 
     async def api_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
-        return error_response(exc)
+        return error_response(exc, retry_after_seconds)
 
     async def request_validation(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        return error_response(from_validation_errors(list(exc.errors()), skip_prefix=("body",)))
+        errors = from_validation_errors(list(exc.errors()), skip_prefix=("body",))
+        return error_response(errors, retry_after_seconds)
 
     async def http_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
@@ -154,7 +171,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def unexpected(_: Request, exc: Exception) -> Response:
         log.exception("Unhandled error: %s", exc)
-        return error_response(InferenceFailed(f"internal error: {type(exc).__name__}"))
+        return error_response(InferenceFailed(f"internal error: {type(exc).__name__}"), retry_after_seconds)
 
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(RequestValidationError, request_validation)

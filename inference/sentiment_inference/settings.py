@@ -6,19 +6,22 @@ exist here (checked by a contract test), so every field carries a ``description`
 
 from __future__ import annotations
 
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
+import sentiment_contract as C
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sentiment_contract import DEFAULT_BATCH_TOKENS, ENV_PREFIX
 
 from sentiment_inference import cpus
 
-ENV_PREFIX = "SENTIMENT_"
-# Padded-token budget per forward pass when SENTIMENT_MAX_BATCH_TOKENS is unset (raised to
-# SENTIMENT_MAX_LENGTH so one full-length text fits). Smaller batches stay in the CPU caches: on a 2-vCPU
-# AVX2 machine 512 gave +40-55 % texts/s at saturation and a lower peak RSS than 8192.
-DEFAULT_BATCH_TOKENS = 512
 MAX_AUTO_WORKERS = 8  # more single-threaded workers mostly contend for the GIL between operations
+
+
+def _setting(setting: C.ServerSetting, *, description: str) -> Any:
+    """A field whose default and bounds are the shared contract's (the operator renders within them)."""
+    return Field(setting.default, ge=setting.ge, le=setting.le, description=description)
 
 
 class Settings(BaseSettings):
@@ -51,11 +54,9 @@ class Settings(BaseSettings):
         "/metrics, /docs and /openapi.json stay at the root.",
     )
     host: str = Field("0.0.0.0", description="Address sentiment-serve binds to.")
-    port: int = Field(8000, ge=1, le=65535, description="Port sentiment-serve listens on.")
-    max_length: int = Field(
-        512,
-        ge=4,
-        le=8192,
+    port: int = _setting(C.PORT, description="Port sentiment-serve listens on.")
+    max_length: int = _setting(
+        C.MAX_LENGTH,
         description="Maximum sequence length in tokens; longer texts are truncated "
         "(capped at the model's position embeddings).",
     )
@@ -69,47 +70,46 @@ class Settings(BaseSettings):
         "packed runtime (no padding, no transformers import, same answers), anything else on transformers; "
         "transformers: always transformers' AutoModelForSequenceClassification.",
     )
-    torch_threads: int = Field(
-        0,
-        ge=0,
-        le=256,
+    torch_threads: int = _setting(
+        C.TORCH_THREADS,
         description="torch intra-op threads per model worker (0 = the CPUs this container may use, from the "
         "cgroup quota and CPU affinity, split between the workers).",
     )
-    model_workers: int = Field(
-        0,
-        ge=0,
-        le=64,
+    model_workers: int = _setting(
+        C.MODEL_WORKERS,
         description="Model worker threads, each running one batch at a time, side by side (0 = one per CPU "
         "this container may use, at most 8). With SENTIMENT_TORCH_THREADS=0 the CPUs are split between them. "
         "1 = one batch at a time on all CPUs: the lowest latency for a lone request, less throughput.",
     )
-    max_batch_size: int = Field(32, ge=1, le=1024, description="Most texts in one model batch.")
-    max_batch_tokens: int | None = Field(
-        None,
-        ge=16,
+    max_batch_size: int = _setting(C.MAX_BATCH_SIZE, description="Most texts in one model batch.")
+    max_batch_tokens: int | None = _setting(
+        C.MAX_BATCH_TOKENS,
         description="Most padded tokens (texts x longest text) in one model batch "
         f"(unset: max({DEFAULT_BATCH_TOKENS}, SENTIMENT_MAX_LENGTH); a longer text still runs, alone).",
     )
-    max_wait_ms: float = Field(
-        2.0,
-        ge=0,
-        le=1000,
+    max_wait_ms: float = _setting(
+        C.MAX_WAIT_MS,
         description="How long the batcher waits for more texts when the queue holds less than one full "
         "batch (0 = run as soon as the model is free).",
     )
-    max_queue: int = Field(
-        512,
-        ge=1,
+    max_queue: int = _setting(
+        C.MAX_QUEUE,
         description="Most texts waiting for the model; beyond it requests get 429 with Retry-After at once.",
     )
     retry_after_seconds: int = Field(
         1, ge=0, le=3600, description="Retry-After value (seconds) sent with 429 and 503 answers."
     )
-    max_texts_per_request: int = Field(64, ge=1, description="Most texts in one request (else 413).")
-    max_text_chars: int = Field(5000, ge=1, description="Most characters in one text (else 413).")
-    max_body_bytes: int = Field(
-        1_048_576, ge=64, description="Largest request body in bytes, enforced before parsing (else 413)."
+    max_texts_per_request: int = _setting(
+        C.MAX_TEXTS_PER_REQUEST,
+        description="Most texts in one request (else 413).",
+    )
+    max_text_chars: int = _setting(
+        C.MAX_TEXT_CHARS,
+        description="Most characters in one text (else 413).",
+    )
+    max_body_bytes: int = _setting(
+        C.MAX_BODY_BYTES,
+        description="Largest request body in bytes, enforced before parsing (else 413).",
     )
     redis_url: str | None = Field(
         None,
@@ -119,7 +119,20 @@ class Settings(BaseSettings):
     redis_password: SecretStr | None = Field(
         None, description="Redis password; overrides any password inside REDIS_URL."
     )
-    cache_ttl_seconds: int = Field(3600, ge=1, description="Lifetime of a cached prediction in Redis.")
+    redis_url_file: Path | None = Field(
+        None,
+        description="File holding the Redis URL (e.g. a mounted Secret key), read at start-up; "
+        "takes precedence over REDIS_URL.",
+    )
+    redis_password_file: Path | None = Field(
+        None,
+        description="File holding the Redis password (e.g. a mounted Secret key), read at start-up; "
+        "takes precedence over REDIS_PASSWORD. Files keep secrets out of the environment.",
+    )
+    cache_ttl_seconds: int = _setting(
+        C.CACHE_TTL_SECONDS,
+        description="Lifetime of a cached prediction in Redis.",
+    )
     cache_timeout_ms: int = Field(
         50,
         ge=1,
@@ -161,6 +174,14 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _read_secret_files(self) -> Settings:
+        if self.redis_url_file is not None:
+            self.redis_url = _read_secret(self.redis_url_file, "REDIS_URL_FILE") or None
+        if self.redis_password_file is not None:
+            self.redis_password = SecretStr(_read_secret(self.redis_password_file, "REDIS_PASSWORD_FILE"))
+        return self
+
     @property
     def effective_model_workers(self) -> int:
         """SENTIMENT_MODEL_WORKERS, with 0 resolved to one worker per usable CPU (at most 8)."""
@@ -169,9 +190,7 @@ class Settings(BaseSettings):
     @property
     def effective_max_batch_tokens(self) -> int:
         """SENTIMENT_MAX_BATCH_TOKENS, or max(DEFAULT_BATCH_TOKENS, max_length) when it is unset."""
-        if self.max_batch_tokens is not None:
-            return self.max_batch_tokens
-        return max(DEFAULT_BATCH_TOKENS, self.max_length)
+        return C.batch_token_budget(self.max_batch_tokens, self.max_length)
 
     @field_validator("api_prefix")
     @classmethod
@@ -194,6 +213,14 @@ class Settings(BaseSettings):
         if isinstance(value, str) and not value.strip():
             return None
         return value
+
+
+def _read_secret(path: Path, setting: str) -> str:
+    """A secret file's content without its trailing newline; a clear error naming the setting otherwise."""
+    try:
+        return path.read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as exc:
+        raise ValueError(f"{ENV_PREFIX}{setting}={path}: cannot read it ({exc.strerror or exc})") from None
 
 
 def env_var_names() -> list[str]:

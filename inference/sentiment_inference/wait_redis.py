@@ -1,8 +1,9 @@
 """``sentiment-wait-redis --check dns|ping [--timeout SECONDS]``: wait until Redis is usable.
 
-Reads SENTIMENT_REDIS_URL and SENTIMENT_REDIS_PASSWORD. ``dns`` waits until the URL's host resolves;
-``ping`` until an authenticated PING succeeds. Logs every attempt, backs off up to 5 s between attempts,
-exits 0 on success and 1 when --timeout passes (default: wait forever) or nothing is configured.
+Reads the server's Redis settings (SENTIMENT_REDIS_URL/PASSWORD or their ``_FILE`` variants). ``dns``
+waits until the URL's host resolves; ``ping`` until an authenticated PING succeeds. Logs every attempt, backs
+off up to 5 s between attempts, exits 0 on success and 1 when --timeout passes (default: wait forever) or
+nothing is configured.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import redis
+from pydantic import ValidationError
 
 from sentiment_inference.cache import apply_password, redacted
+from sentiment_inference.settings import Settings
 
 log = logging.getLogger("sentiment_inference.wait_redis")
 
@@ -84,8 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    url = os.environ.get("SENTIMENT_REDIS_URL", "").strip()
-    password = os.environ.get("SENTIMENT_REDIS_PASSWORD") or None
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        log.error("Invalid settings: %s", exc)
+        return 1
+    url = settings.redis_url
+    password = settings.redis_password.get_secret_value() if settings.redis_password else None
     if not url:
         log.error("SENTIMENT_REDIS_URL is not set; nothing to wait for")
         return 1

@@ -42,8 +42,15 @@ ANNOTATION_REDIS_AUTH_VERSION = "serving.sentiment.dev/redis-auth-version"
 
 REDIS_PORT = 6379
 REDIS_PASSWORD_KEY = "password"
+REDIS_CONFIG_KEY = "redis.conf"  # the managed Redis reads its password from this file, never from argv or env
+# Where Redis credentials are mounted as files (kept out of env vars and command lines, which /proc shows).
+REDIS_AUTH_VOLUME = "redis-auth"
+REDIS_AUTH_MOUNT = "/var/run/secrets/sentiment/redis"
+REDIS_CONFIG_MOUNT = "/etc/redis"
+SECRET_FILE_MODE = 0o440  # owner and the pod's fsGroup may read (restricted pods always set an fsGroup)
+SECRET_FILE_MODE_NO_FSGROUP = 0o444  # a baseline pod has no fsGroup: the files stay root-owned
 APP_UID = 10001
-REDIS_UID = 999
+REDIS_UID = 10002  # above 10000, clear of host users and of the server's uid
 MODEL_MOUNT = "/model"
 TMP_MOUNT = "/tmp"
 MODEL_VOLUME = "model"
@@ -51,7 +58,8 @@ TMP_VOLUME = "tmp"
 TERMINATION_GRACE_SECONDS = 30
 PRESTOP_SLEEP_SECONDS = 5
 WAIT_REDIS_TIMEOUT_SECONDS = 300
-CLUSTER_DOMAIN = "cluster.local"
+# The cluster's DNS domain (kubelet --cluster-domain); the operator's --cluster-domain overrides it.
+DEFAULT_CLUSTER_DOMAIN = "cluster.local"
 
 
 # --- names -----------------------------------------------------------------------------------------------
@@ -69,15 +77,18 @@ def redis_auth_secret_name(name: str) -> str:
     return f"{name}-redis-auth"
 
 
-def service_host(name: str, namespace: str) -> str:
+def service_host(name: str, namespace: str, cluster_domain: str = DEFAULT_CLUSTER_DOMAIN) -> str:
     """Fully qualified in-cluster DNS name of a Service."""
-    return f"{name}.{namespace}.svc.{CLUSTER_DOMAIN}"
+    return f"{name}.{namespace}.svc.{cluster_domain}"
 
 
-def inference_url(name: str, namespace: str, spec: SentimentModelSpec) -> str:
+def inference_url(
+    name: str, namespace: str, spec: SentimentModelSpec, cluster_domain: str = DEFAULT_CLUSTER_DOMAIN
+) -> str:
     """The in-cluster URL of the model's API (status.url)."""
     prefix = spec.path_prefix(name)
-    return f"http://{service_host(name, namespace)}:{spec.server.port}{'' if prefix == '/' else prefix}"
+    host = service_host(name, namespace, cluster_domain)
+    return f"http://{host}:{spec.server.port}{'' if prefix == '/' else prefix}"
 
 
 def gateway_path(name: str, spec: SentimentModelSpec) -> str | None:
@@ -170,41 +181,51 @@ def _model_path(model: ModelSpec) -> str:
     return MODEL_MOUNT
 
 
-def _redis_env(name: str, namespace: str, spec: SentimentModelSpec) -> list[dict[str, Any]]:
-    """SENTIMENT_REDIS_URL/PASSWORD for the server and the wait-redis init containers."""
+def redis_auth_data(password: str) -> dict[str, str]:
+    """The managed Redis Secret's keys for a generated password: the password and Redis's own config file."""
+    return {REDIS_PASSWORD_KEY: password, REDIS_CONFIG_KEY: f"requirepass {password}\n"}
+
+
+def _redis_secret_files(name: str, spec: SentimentModelSpec) -> list[tuple[str, str, str]]:
+    """(Secret, key, file name) of each Redis credential the server reads from a file."""
     cache = spec.cache
     if cache.mode == "managed":
-        return [
-            {"name": "SENTIMENT_REDIS_URL", "value": redis_url(name, namespace)},
-            {
-                "name": "SENTIMENT_REDIS_PASSWORD",
-                "valueFrom": {
-                    "secretKeyRef": {"name": redis_auth_secret_name(name), "key": REDIS_PASSWORD_KEY}
-                },
-            },
-        ]
+        return [(redis_auth_secret_name(name), REDIS_PASSWORD_KEY, "password")]
     if cache.mode == "external" and cache.external is not None:
-        env: list[dict[str, Any]] = [
-            {
-                "name": "SENTIMENT_REDIS_URL",
-                "valueFrom": {
-                    "secretKeyRef": {
-                        "name": cache.external.url_secret_ref.name,
-                        "key": cache.external.url_secret_ref.key,
-                    }
-                },
-            }
-        ]
+        url = cache.external.url_secret_ref
+        files = [(url.name, url.key, "url")]
         ref = cache.external.password_secret_ref
         if ref is not None:
-            env.append(
-                {
-                    "name": "SENTIMENT_REDIS_PASSWORD",
-                    "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}},
-                }
-            )
-        return env
+            files.append((ref.name, ref.key, "password"))
+        return files
     return []
+
+
+def _redis_env(name: str, namespace: str, spec: SentimentModelSpec) -> list[dict[str, Any]]:
+    """The server's and the wait-redis init containers' Redis settings; credentials are mounted files."""
+    env: list[dict[str, Any]] = []
+    if spec.cache.mode == "managed":
+        env.append({"name": "SENTIMENT_REDIS_URL", "value": redis_url(name, namespace)})
+    for _, _, file in _redis_secret_files(name, spec):
+        env.append({"name": f"SENTIMENT_REDIS_{file.upper()}_FILE", "value": f"{REDIS_AUTH_MOUNT}/{file}"})
+    return env
+
+
+def _redis_auth_mounts(name: str, spec: SentimentModelSpec) -> list[dict[str, Any]]:
+    if not _redis_secret_files(name, spec):
+        return []
+    return [{"name": REDIS_AUTH_VOLUME, "mountPath": REDIS_AUTH_MOUNT, "readOnly": True}]
+
+
+def _redis_auth_volumes(name: str, spec: SentimentModelSpec) -> list[dict[str, Any]]:
+    files = _redis_secret_files(name, spec)
+    if not files:
+        return []
+    sources = [
+        {"secret": {"name": secret, "items": [{"key": key, "path": file}]}} for secret, key, file in files
+    ]
+    mode = SECRET_FILE_MODE if spec.pod_security == "restricted" else SECRET_FILE_MODE_NO_FSGROUP
+    return [{"name": REDIS_AUTH_VOLUME, "projected": {"defaultMode": mode, "sources": sources}}]
 
 
 def server_env(name: str, namespace: str, spec: SentimentModelSpec, model: ModelSpec) -> list[dict[str, Any]]:
@@ -303,7 +324,10 @@ def _init_containers(
                     "env": _redis_env(name, namespace, spec),
                     "resources": _small_resources(),
                     **({"securityContext": security} if security else {}),
-                    "volumeMounts": [{"name": TMP_VOLUME, "mountPath": TMP_MOUNT}],
+                    "volumeMounts": [
+                        {"name": TMP_VOLUME, "mountPath": TMP_MOUNT},
+                        *_redis_auth_mounts(name, spec),
+                    ],
                 }
             )
     for user in spec.init_containers:
@@ -347,14 +371,14 @@ def _server_container(
         "livenessProbe": _http_probe(_endpoint(prefix, "/health"), period=10, timeout=5, failures=3),
         # Keep serving while endpoints/gateways drop the pod; the server then drains on SIGTERM.
         "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_SECONDS}}},
-        "volumeMounts": mounts,
+        "volumeMounts": [*mounts, *_redis_auth_mounts(name, spec)],
     }
     if restricted:
         container["securityContext"] = _container_security_context(restricted)
     return container
 
 
-def _volumes(variant: _Variant) -> list[dict[str, Any]]:
+def _volumes(name: str, spec: SentimentModelSpec, variant: _Variant) -> list[dict[str, Any]]:
     volumes: list[dict[str, Any]] = [{"name": TMP_VOLUME, "emptyDir": {"sizeLimit": "1Gi"}}]
     source = variant.model.source
     if source.pvc is not None:
@@ -369,7 +393,7 @@ def _volumes(variant: _Variant) -> list[dict[str, Any]]:
         )
     elif source.download is not None:
         volumes.append({"name": MODEL_VOLUME, "emptyDir": {"sizeLimit": "4Gi"}})
-    return volumes
+    return volumes + _redis_auth_volumes(name, spec)
 
 
 # Spread over nodes first, then zones; ScheduleAnyway: a small cluster still schedules every replica.
@@ -443,7 +467,7 @@ def _inference_deployment(
     if init_containers:
         pod_spec["initContainers"] = init_containers
     pod_spec["containers"] = [container]
-    pod_spec["volumes"] = _volumes(variant)
+    pod_spec["volumes"] = _volumes(name, spec, variant)
     if spec.node_selector:
         pod_spec["nodeSelector"] = dict(spec.node_selector)
     if spec.tolerations:
@@ -558,14 +582,19 @@ def _redis_deployment(
 ) -> Manifest:
     managed = spec.cache.managed
     assert managed is not None
-    password = {"secretKeyRef": {"name": redis_auth_secret_name(name), "key": REDIS_PASSWORD_KEY}}
-    # REDISCLI_AUTH lets redis-cli authenticate without the password on its command line.
-    ping = ["sh", "-c", "redis-cli -p 6379 ping | grep -q PONG"]
+    # The password reaches Redis in its config file and redis-cli through REDISCLI_AUTH set inside the probe's
+    # shell: never in the pod spec's env or on a command line.
+    ping = [
+        "sh",
+        "-c",
+        f'REDISCLI_AUTH="$(cat {REDIS_CONFIG_MOUNT}/{REDIS_PASSWORD_KEY})" '
+        f"redis-cli -p {REDIS_PORT} ping | grep -q PONG",
+    ]
     container = {
         "name": "redis",
         "image": managed.image,
         "imagePullPolicy": "IfNotPresent",
-        "command": ["redis-server"],
+        "command": ["redis-server", f"{REDIS_CONFIG_MOUNT}/{REDIS_CONFIG_KEY}"],
         "args": [
             "--port",
             str(REDIS_PORT),
@@ -577,12 +606,6 @@ def _redis_deployment(
             managed.max_memory,
             "--maxmemory-policy",
             "allkeys-lru",
-            "--requirepass",
-            "$(REDIS_PASSWORD)",
-        ],
-        "env": [
-            {"name": "REDIS_PASSWORD", "valueFrom": password},
-            {"name": "REDISCLI_AUTH", "valueFrom": password},
         ],
         "ports": [{"name": "redis", "containerPort": REDIS_PORT, "protocol": "TCP"}],
         "resources": managed.resources.to_k8s(),
@@ -600,7 +623,10 @@ def _redis_deployment(
             "failureThreshold": 3,
         },
         "securityContext": _container_security_context(True),
-        "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+        "volumeMounts": [
+            {"name": "data", "mountPath": "/data"},
+            {"name": REDIS_AUTH_VOLUME, "mountPath": REDIS_CONFIG_MOUNT, "readOnly": True},
+        ],
     }
     annotations: dict[str, str] = {ANNOTATION_CONFIG_HASH: _config_hash(container)}
     if redis_auth_version is not None:
@@ -623,7 +649,16 @@ def _redis_deployment(
                     "terminationGracePeriodSeconds": 10,
                     "securityContext": _pod_security_context(REDIS_UID, True),
                     "containers": [container],
-                    "volumes": [{"name": "data", "emptyDir": {"sizeLimit": "64Mi"}}],
+                    "volumes": [
+                        {"name": "data", "emptyDir": {"sizeLimit": "64Mi"}},
+                        {
+                            "name": REDIS_AUTH_VOLUME,
+                            "secret": {
+                                "secretName": redis_auth_secret_name(name),
+                                "defaultMode": SECRET_FILE_MODE,
+                            },
+                        },
+                    ],
                 },
             },
         },
@@ -654,7 +689,9 @@ def _redis_service(name: str, namespace: str, uid: str | None) -> Manifest:
 # --- routing and network policies ------------------------------------------------------------------------
 
 
-def _virtual_service(name: str, namespace: str, spec: SentimentModelSpec, uid: str | None) -> Manifest:
+def _virtual_service(
+    name: str, namespace: str, spec: SentimentModelSpec, uid: str | None, cluster_domain: str
+) -> Manifest:
     routing = spec.routing
     server_prefix = spec.path_prefix(name)
     gateway_prefix = spec.gateway_prefix(name)
@@ -665,7 +702,7 @@ def _virtual_service(name: str, namespace: str, spec: SentimentModelSpec, uid: s
             destinations.append(
                 {
                     "destination": {
-                        "host": service_host(target, namespace),
+                        "host": service_host(target, namespace, cluster_domain),
                         "port": {"number": spec.server.port},
                     }
                 }
@@ -829,11 +866,13 @@ def build_children(
     *,
     uid: str | None = None,
     redis_auth_version: str | None = None,
+    cluster_domain: str = DEFAULT_CLUSTER_DOMAIN,
 ) -> Children:
     """Build every desired child of SentimentModel ``namespace/name``.
 
     ``uid`` adds controller ownerReferences; ``redis_auth_version`` (e.g. the auth Secret's uid) goes into the
-    pod templates that use the managed Redis password, so a regenerated Secret rolls those pods.
+    pod templates that use the managed Redis password, so a regenerated Secret rolls those pods;
+    ``cluster_domain`` is the cluster's DNS domain, used in fully qualified Service hosts.
     """
     stable = _Variant(name, COMPONENT_INFERENCE, spec.image, spec.model, spec.replicas)
     canary: _Variant | None = None
@@ -869,6 +908,8 @@ def build_children(
         hpa=_hpa(name, namespace, spec, stable, uid) if spec.autoscaling.enabled else None,
         canary_hpa=_hpa(name, namespace, spec, canary, uid) if canary and spec.autoscaling.enabled else None,
         disruption_budget=_disruption_budget(name, namespace, spec, uid),
-        virtual_service=_virtual_service(name, namespace, spec, uid) if spec.routing.enabled else None,
+        virtual_service=(
+            _virtual_service(name, namespace, spec, uid, cluster_domain) if spec.routing.enabled else None
+        ),
         network_policies=tuple(policies),
     )

@@ -93,7 +93,9 @@ STATUS_SCHEMA: Schema = {
         "url": {
             "type": "string",
             "nullable": True,
-            "description": "In-cluster URL of the API, http://<name>.<namespace>.svc.cluster.local:<port><prefix>.",
+            "description": "In-cluster URL of the API, "
+            "http://<name>.<namespace>.svc.<cluster domain>:<port><prefix> "
+            "(the operator's --cluster-domain, default cluster.local).",
         },
         "gatewayPath": {
             "type": "string",

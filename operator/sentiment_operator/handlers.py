@@ -19,6 +19,7 @@ from typing import Any, Final, cast
 import kopf
 
 from sentiment_operator import kube as kube_mod
+from sentiment_operator.builders import DEFAULT_CLUSTER_DOMAIN
 from sentiment_operator.kube import INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL, Kube, KubeError
 from sentiment_operator.reconciler import Reconciler, Result
 from sentiment_operator.spec import GROUP, PLURAL, VERSION
@@ -61,6 +62,9 @@ class OperatorConfig:
     watch_server_timeout: float = 290.0  # re-list at least every ~5 minutes
     request_timeout: float = 60.0
     reporting_instance: str = field(default_factory=socket.gethostname)
+    cluster_domain: str = (
+        DEFAULT_CLUSTER_DOMAIN  # the cluster's DNS domain, for fully qualified Service hosts
+    )
     # Last word on kopf's settings (e.g. tests shorten kopf's worker exit timeouts).
     settings_hook: Callable[[kopf.OperatorSettings], None] | None = None
 
@@ -76,7 +80,8 @@ class Runtime:
     def __init__(self, reconciler: Reconciler, config: OperatorConfig) -> None:
         self.reconciler = reconciler
         self.config = config
-        self._pending: set[tuple[str, str]] = set()
+        # Owners with a reconcile scheduled -> whether every child event since touched only a status.
+        self._pending: dict[tuple[str, str], bool] = {}
         # Owners whose kopf handler is waiting to retry: child events must not bypass that backoff.
         self._backoff_until: dict[tuple[str, str], float] = {}
 
@@ -90,24 +95,30 @@ class Runtime:
         else:
             self._backoff_until[namespace, name] = time.monotonic() + delay
 
-    async def child_changed(self, namespace: str, name: str) -> None:
+    async def child_changed(self, namespace: str, name: str, *, status_only: bool = False) -> None:
         """Reconcile an owner after a child changed; a burst of child events results in one reconcile.
 
+        ``status_only``: the child is as our last apply left it apart from its status (a rollout's progress,
+        the HPA's metrics); if every event of the burst is such, only the owner's status is recomputed.
         Awaited inside kopf's event handler (kopf owns and cancels the task); no free-floating tasks.
         """
         key = (namespace, name)
         if key in self._pending:
+            self._pending[key] = self._pending[key] and status_only
             return  # a reconcile that will see this change is already scheduled
-        self._pending.add(key)
+        self._pending[key] = status_only
         try:
             await asyncio.sleep(self.config.child_debounce)
         finally:
-            self._pending.discard(key)
+            status_only = self._pending.pop(key, False)
+        # Checked under the owner's lock: a handler may have failed while we waited for it, and kopf's retry
+        # of that handler (with its backoff) is what converges then.
+        unless = lambda: self.backing_off(namespace, name)  # noqa: E731
         try:
-            # Checked again under the owner's lock: a handler may have failed while we waited for it.
-            result = await self.reconciler.reconcile(
-                namespace, name, unless=lambda: self.backing_off(namespace, name)
-            )
+            if status_only:
+                result = await self.reconciler.refresh_status(namespace, name, unless=unless)
+            else:
+                result = await self.reconciler.reconcile(namespace, name, unless=unless)
         except KubeError as exc:
             # The timer and kopf's retries of the owner's handlers converge later.
             logger.warning(
@@ -189,7 +200,9 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig | None = No
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         configure_settings(settings, cfg)
-        memo.sentiment_runtime = Runtime(Reconciler(cfg.kube_factory()), cfg)
+        memo.sentiment_runtime = Runtime(
+            Reconciler(cfg.kube_factory(), cluster_domain=cfg.cluster_domain), cfg
+        )
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(memo: Any, **_: Any) -> None:
@@ -223,10 +236,19 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig | None = No
     for group, version, plural in WATCHED_CHILDREN:
 
         @kopf.on.event(group, version, plural, id=f"owner-of-{plural}", when=_owned, registry=registry)
-        async def child_changed(labels: kopf.Labels, namespace: str | None, memo: Any, **_: Any) -> None:
+        async def child_changed(
+            body: kopf.Body, type: str | None, labels: kopf.Labels, namespace: str | None, memo: Any, **_: Any
+        ) -> None:
             owner = labels.get(INSTANCE_LABEL)
             if namespace and owner:
-                await _runtime(memo).child_changed(namespace, owner)
+                runtime = _runtime(memo)
+                # Our own creates come back as ADDED, the controllers' status writes as MODIFIED: if the
+                # object is still what we applied, only the owner's status needs recomputing. Anything else
+                # (a restart's initial listing, a deletion, someone's edit) gets a full reconcile.
+                status_only = type in ("ADDED", "MODIFIED") and runtime.reconciler.kube.only_status_changed(
+                    dict(body)
+                )
+                await runtime.child_changed(namespace, owner, status_only=status_only)
 
 
 async def _reconcile_or_raise(

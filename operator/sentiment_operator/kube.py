@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -32,12 +32,21 @@ import urllib3.exceptions
 logger = logging.getLogger(__name__)
 
 Outcome = Literal["created", "updated", "unchanged"]
+
 JSONObj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What ``create_or_update`` did, and the object as the API server holds it afterwards."""
+
+    outcome: Outcome
+    live: JSONObj
+
 
 MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
 INSTANCE_LABEL: Final = "app.kubernetes.io/instance"
 MANAGED_BY: Final = "sentiment-operator"
-REDIS_PASSWORD_KEY: Final = "password"
 
 
 class KubeError(Exception):
@@ -400,7 +409,7 @@ class Kube:
             raise KindMissing(f"{kind.kind} ({kind.api_version}) is not served", status=404) from None
         return dict(result)
 
-    async def create_or_update(self, desired: Mapping[str, Any]) -> Outcome:
+    async def create_or_update(self, desired: Mapping[str, Any]) -> Applied:
         """Make the live object exactly what we render: server-side apply, and report what changed.
 
         An existing object that is not ours (none of its ownerReferences is our controller's uid) is never
@@ -433,7 +442,7 @@ class Kube:
                     reason="NotOwned",
                 )
             if self._applied.get(path) == (digest, _fingerprint(live)):
-                return "unchanged"  # we applied exactly this, and only its status changed since
+                return Applied("unchanged", live)  # we applied exactly this; only its status changed since
             version = live.get("metadata", {}).get("resourceVersion")
             upgrade = managed_fields_upgrade(live)
             if upgrade is not None:
@@ -449,30 +458,48 @@ class Kube:
         self._applied[path] = (digest, _fingerprint(result))
         if live is None:
             logger.info("Created %s", describe(desired))
-            return "created"
+            return Applied("created", result)
         if result.get("metadata", {}).get("resourceVersion") == version:
-            return "unchanged"
+            return Applied("unchanged", result)
         logger.info("Updated %s", describe(desired))
-        return "updated"
+        return Applied("updated", result)
 
-    async def ensure_secret(self, template: Mapping[str, Any]) -> tuple[Outcome, str | None]:
-        """Create the generated Redis password Secret once; never update or log its value.
+    def only_status_changed(self, live: Mapping[str, Any]) -> bool:
+        """Whether ``live`` is what our last apply of it left, apart from its status (and resourceVersion):
+        a change to it then needs a status refresh, not a reconcile of the children."""
+        meta = live.get("metadata") or {}
+        try:
+            kind = kind_for(live)
+        except (KeyError, ValueError):
+            return False
+        recorded = self._applied.get(kind.object_path(meta.get("namespace"), str(meta.get("name"))))
+        return recorded is not None and recorded[1] == _fingerprint(live)
 
-        ``template`` is the Secret without data (name, namespace, labels, ownerReferences). If the live Secret
-        lost its password key (hand-edited), it is deleted and re-created with a fresh password. Returns the
+    async def ensure_secret(
+        self, template: Mapping[str, Any], data_for: Callable[[str], Mapping[str, str]]
+    ) -> tuple[Outcome, str | None]:
+        """Create a Secret holding a generated password once; never update or log its value.
+
+        ``template`` is the Secret without data (name, namespace, labels, ownerReferences); ``data_for``
+        maps a fresh password to the Secret's keys. If the live Secret lacks one of those keys (hand-edited,
+        or written by an older operator), it is deleted and re-created with a fresh password. Returns the
         outcome and the live Secret's uid (pod templates carry it, so a regenerated password rolls the pods).
         """
         meta = template["metadata"]
         namespace, name = meta["namespace"], meta["name"]
+        keys = set(data_for(""))
         live = await self.get(SECRET, namespace, name)
-        if live is not None and (live.get("data") or {}).get(REDIS_PASSWORD_KEY):
+        missing = keys - {k for k, v in (live or {}).get("data", {}).items() if v}
+        if live is not None and not missing:
             return "unchanged", live.get("metadata", {}).get("uid")
         if live is not None:
-            logger.warning("Secret %s/%s has no %r key; regenerating it", namespace, name, REDIS_PASSWORD_KEY)
+            logger.warning(
+                "Secret %s/%s lacks %s; regenerating it", namespace, name, ", ".join(sorted(missing))
+            )
             await self.delete(SECRET, namespace, name)
         secret = dict(template)
         secret["type"] = "Opaque"
-        secret["data"] = {REDIS_PASSWORD_KEY: _encode(generate_password())}
+        secret["data"] = {key: _encode(value) for key, value in data_for(generate_password()).items()}
         try:
             created = await self.create(secret)
         except Conflict:  # created concurrently; that one's password stands

@@ -71,9 +71,16 @@ def _now() -> str:
 class Reconciler:
     """Makes the children and status of SentimentModels match their specs. Safe to call at any time."""
 
-    def __init__(self, kube: Kube, *, clock: Callable[[], str] = _now) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        *,
+        clock: Callable[[], str] = _now,
+        cluster_domain: str = builders.DEFAULT_CLUSTER_DOMAIN,
+    ) -> None:
         self.kube = kube
         self.clock = clock
+        self.cluster_domain = cluster_domain
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     def lock(self, namespace: str, name: str) -> asyncio.Lock:
@@ -127,15 +134,25 @@ class Reconciler:
 
         # The managed Redis password Secret comes first: the pod templates carry its uid.
         auth_version: str | None = None
-        draft = builders.build_children(name, namespace, spec, uid=uid)
+        draft = builders.build_children(name, namespace, spec, uid=uid, cluster_domain=self.cluster_domain)
         if draft.redis_auth_secret is not None:
-            outcome, auth_version = await self.kube.ensure_secret(draft.redis_auth_secret)
+            outcome, auth_version = await self.kube.ensure_secret(
+                draft.redis_auth_secret, builders.redis_auth_data
+            )
             result.applied[describe(draft.redis_auth_secret)] = outcome
-        children = builders.build_children(name, namespace, spec, uid=uid, redis_auth_version=auth_version)
+        children = builders.build_children(
+            name,
+            namespace,
+            spec,
+            uid=uid,
+            redis_auth_version=auth_version,
+            cluster_domain=self.cluster_domain,
+        )
 
         # One discovery per reconcile: the apply below and the prune after it use the same answer.
         virtual_service_version = await self._virtual_service_version()
         routing: status.RoutingState = "disabled"
+        live: dict[tuple[str, str], JSONObj] = {}  # (kind, name) -> the child as the API server returned it
         for desired in children.objects():
             if desired["kind"] == "Secret":
                 continue  # handled above; never patched
@@ -146,7 +163,7 @@ class Reconciler:
                 desired = {**desired, "apiVersion": virtual_service_version}
                 routing = "applied"
             try:
-                result.applied[describe(desired)] = await self.kube.create_or_update(desired)
+                applied = await self.kube.create_or_update(desired)
             except NotOwned as clash:
                 result.not_owned.append(str(clash))
             except (Forbidden, Invalid) as refused:
@@ -159,31 +176,16 @@ class Reconciler:
                 )
                 await self._write_status(namespace, name, previous, failed, result)
                 raise
+            result.applied[describe(desired)] = applied.outcome
+            live[desired["kind"], desired["metadata"]["name"]] = applied.live
 
         await self._prune(namespace, name, uid, children, result, virtual_service_version)
 
-        observed = status.Observed(
-            inference=await self._get("apps/v1", "Deployment", namespace, name),
-            canary=(
-                await self._get("apps/v1", "Deployment", namespace, builders.canary_name(name))
-                if children.canary_deployment is not None
-                else None
-            ),
-            redis=(
-                await self._get("apps/v1", "Deployment", namespace, builders.redis_name(name))
-                if children.redis_deployment is not None
-                else None
-            ),
-            hpa=(
-                await self._get("autoscaling/v2", "HorizontalPodAutoscaler", namespace, name)
-                if children.hpa is not None
-                else None
-            ),
-            routing=routing,
-        )
+        # Status from what the writes returned; an object we did not write (someone else's) is read.
+        observed = await self._observe(namespace, name, children, routing, live)
         new_status = status.compute_status(
             name=name,
-            namespace=namespace,
+            url=builders.inference_url(name, namespace, spec, self.cluster_domain),
             generation=generation,
             spec=spec,
             observed=observed,
@@ -194,6 +196,81 @@ class Reconciler:
         self._change_events(result, previous, new_status, spec)
         await self._write_status(namespace, name, previous, new_status, result)
         return result
+
+    async def refresh_status(
+        self, namespace: str, name: str, *, unless: Callable[[], bool] | None = None
+    ) -> Result | None:
+        """Recompute the SentimentModel's status after only a child's status changed: read the children
+        status is made of and write the status, without applying or pruning any child.
+
+        A full reconcile runs instead when the last one did not end with the spec carried out (no status
+        yet, a new generation, an invalid spec, a child in the way, a refused write): those need more than
+        the children's status to resolve. ``unless`` as for :meth:`reconcile`.
+        """
+        async with self.lock(namespace, name):
+            if unless is not None and unless():
+                return None
+            body = await self.kube.get(SENTIMENT_MODEL, namespace, name)
+            if body is None or body.get("metadata", {}).get("deletionTimestamp"):
+                return None
+            meta = body.get("metadata", {})
+            previous: Mapping[str, Any] = body.get("status") or {}
+            ready = status.ready_of(previous)
+            if (
+                ready is None
+                or ready.get("reason") in status.UNRESOLVED_REASONS
+                or previous.get("observedGeneration") != meta.get("generation")
+            ):
+                return await self._reconcile(body)
+            try:
+                spec = parse_spec(name, body.get("spec"))
+            except InvalidSpecError:
+                return await self._reconcile(body)
+            children = builders.build_children(
+                name, namespace, spec, uid=meta.get("uid"), cluster_domain=self.cluster_domain
+            )
+            routing: status.RoutingState = "disabled"
+            if children.virtual_service is not None:
+                routing = "applied" if await self._virtual_service_version() else "istio-missing"
+            result = Result(owner=body)
+            new_status = status.compute_status(
+                name=name,
+                url=builders.inference_url(name, namespace, spec, self.cluster_domain),
+                generation=meta.get("generation"),
+                spec=spec,
+                observed=await self._observe(namespace, name, children, routing, {}),
+                previous=previous,
+                now=self.clock(),
+            )
+            self._change_events(result, previous, new_status, spec)
+            await self._write_status(namespace, name, previous, new_status, result)
+            return result
+
+    async def _observe(
+        self,
+        namespace: str,
+        name: str,
+        children: builders.Children,
+        routing: status.RoutingState,
+        live: Mapping[tuple[str, str], JSONObj],
+    ) -> status.Observed:
+        """The children status is computed from: taken from ``live`` (kind, name) where given, else read."""
+
+        async def child(wanted: JSONObj | None) -> JSONObj | None:
+            if wanted is None:
+                return None
+            key = (str(wanted["kind"]), str(wanted["metadata"]["name"]))
+            if key in live:
+                return live[key]
+            return await self._get(str(wanted["apiVersion"]), key[0], namespace, key[1])
+
+        return status.Observed(
+            inference=await child(children.deployment),
+            canary=await child(children.canary_deployment),
+            redis=await child(children.redis_deployment),
+            hpa=await child(children.hpa),
+            routing=routing,
+        )
 
     async def _virtual_service_version(self) -> str | None:
         """The newest VirtualService version the cluster serves (discovery), or None without Istio."""

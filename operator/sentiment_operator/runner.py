@@ -8,6 +8,7 @@ import sys
 
 import kopf
 
+from sentiment_operator.builders import DEFAULT_CLUSTER_DOMAIN
 from sentiment_operator.handlers import OperatorConfig, register
 
 
@@ -50,7 +51,20 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="how often every SentimentModel is reconciled even without changes (drift safety net)",
     )
+    parser.add_argument(
+        "--cluster-domain",
+        default=DEFAULT_CLUSTER_DOMAIN,
+        help="the cluster's DNS domain (kubelet --cluster-domain), used in Service hosts and status.url",
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+
+
+def config_from(args: argparse.Namespace) -> OperatorConfig:
+    """The handlers' runtime knobs from ``run``'s command line."""
+    return OperatorConfig(
+        timer_interval=float(getattr(args, "resync_interval", 60.0)),
+        cluster_domain=str(getattr(args, "cluster_domain", DEFAULT_CLUSTER_DOMAIN)),
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     registry = kopf.OperatorRegistry()
-    register(registry, OperatorConfig(timer_interval=float(getattr(args, "resync_interval", 60.0))))
+    register(registry, config_from(args))
     kopf.run(
         registry=registry,
         clusterwide=all_namespaces,

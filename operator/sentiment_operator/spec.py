@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
+import sentiment_contract as C
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -24,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+from sentiment_contract import DEFAULT_BATCH_TOKENS
 
 from .podsecurity import RESTRICTED_CONTAINER_CONTEXT, container_violations, restricted_pod_context
 
@@ -41,10 +43,6 @@ DEFAULT_MODEL_ID = "distilbert-base-uncased-finetuned-sst-2-english"
 DEFAULT_MODEL_PATH = "/opt/sentiment/model"
 DEFAULT_IMAGE = "ghcr.io/sentiment-operator/inference:0.1.0"
 DEFAULT_REDIS_IMAGE = "redis:7.4-alpine"
-# Padded-token budget per forward pass when spec.server.batching.maxBatchTokens is unset (raised to the pod's
-# maxSequenceLength). Measured on a 2-vCPU AVX2 node: +40-55 % texts/s at saturation and a lower peak RSS
-# than 8192, because smaller batches stay in the CPU caches.
-DEFAULT_BATCH_TOKENS = 512
 
 # Child names get suffixes of up to 11 characters ("-redis-auth"); Services must be DNS-1035 labels (<= 63),
 # and "<name>-canary" is the longest Service name.
@@ -73,6 +71,8 @@ SERVER_ENV_NAMES: frozenset[str] = frozenset(
         "SENTIMENT_MAX_BODY_BYTES",
         "SENTIMENT_REDIS_URL",
         "SENTIMENT_REDIS_PASSWORD",
+        "SENTIMENT_REDIS_URL_FILE",
+        "SENTIMENT_REDIS_PASSWORD_FILE",
         "SENTIMENT_CACHE_TTL_SECONDS",
         "SENTIMENT_LOG_LEVEL",
     }
@@ -300,6 +300,19 @@ class ModelSource(_Spec):
         return "image"
 
 
+def _server_setting(
+    setting: C.ServerSetting,
+    *,
+    ge: int | None = None,
+    le: int | None = None,
+    description: str,
+) -> Any:
+    """A spec field rendered into a server setting: the shared contract's default and bounds, optionally
+    narrowed (never widened), so every value the CRD admits boots the server."""
+    low, high = setting.narrowed(ge=ge, le=le)
+    return Field(setting.default, ge=low, le=high, description=description)
+
+
 class ModelSpec(_Spec):
     """Which model to serve and how."""
 
@@ -312,7 +325,9 @@ class ModelSpec(_Spec):
         # No default in the CRD: a stored `image: {}` would survive a later `kubectl apply` of `pvc:`.
         json_schema_extra=_without_default,
     )
-    max_sequence_length: int = Field(512, ge=8, le=8192, description="Tokens per text after truncation.")
+    max_sequence_length: int = _server_setting(
+        C.MAX_LENGTH, ge=8, description="Tokens per text after truncation."
+    )
     precision: Literal["none", "int8"] = Field(
         "none", description="none = float32; int8 = dynamic int8 quantization of the linear layers."
     )
@@ -321,24 +336,30 @@ class ModelSpec(_Spec):
 class Batching(_Spec):
     """Dynamic batching of concurrent requests inside one server pod."""
 
-    max_batch_size: int = Field(32, ge=1, le=1024, description="Texts per forward pass.")
-    max_batch_tokens: int | None = Field(
-        None,
-        ge=16,
+    max_batch_size: int = _server_setting(C.MAX_BATCH_SIZE, description="Texts per forward pass.")
+    max_batch_tokens: int | None = _server_setting(
+        C.MAX_BATCH_TOKENS,
         description=f"Padded tokens per forward pass (default: max({DEFAULT_BATCH_TOKENS}, the pod's "
         "model.maxSequenceLength)); must be at least every maxSequenceLength.",
     )
-    max_wait_ms: int = Field(2, ge=0, le=1000, description="How long a batch waits for more texts.")
-    max_queue: int = Field(512, ge=1, description="Texts waiting; beyond this the server answers 429.")
+    max_wait_ms: int = _server_setting(C.MAX_WAIT_MS, description="How long a batch waits for more texts.")
+    max_queue: int = _server_setting(
+        C.MAX_QUEUE,
+        description="Texts waiting; beyond this the server answers 429.",
+    )
 
 
 class InputLimits(_Spec):
     """Per-request input limits (larger requests are rejected with a 4xx)."""
 
-    max_texts_per_request: int = Field(64, ge=1, description="Texts in one request.")
-    max_text_chars: int = Field(5000, ge=1, description="Characters in one text.")
-    max_body_bytes: int = Field(
-        1048576, ge=64, description="Bytes of one request body (the server needs at least 64)."
+    max_texts_per_request: int = _server_setting(
+        C.MAX_TEXTS_PER_REQUEST,
+        description="Texts in one request.",
+    )
+    max_text_chars: int = _server_setting(C.MAX_TEXT_CHARS, description="Characters in one text.")
+    max_body_bytes: int = _server_setting(
+        C.MAX_BODY_BYTES,
+        description="Bytes of one request body (the server needs at least 64).",
     )
 
 
@@ -378,18 +399,14 @@ class ServerSpec(_Spec):
         description='URL prefix of every endpoint, e.g. "/project"; default "/" + metadata.name.',
         json_schema_extra={"pattern": _PATH_PREFIX.pattern},
     )
-    port: int = Field(8000, ge=1024, le=65535, description="Container and Service port (unprivileged).")
-    torch_threads: int = Field(
-        0,
-        ge=0,
-        le=256,
+    port: int = _server_setting(C.PORT, ge=1024, description="Container and Service port (unprivileged).")
+    torch_threads: int = _server_setting(
+        C.TORCH_THREADS,
         description="torch intra-op threads per model worker; 0 = derive from the CPU limit, "
         "split between the model workers.",
     )
-    model_workers: int = Field(
-        0,
-        ge=0,
-        le=64,
+    model_workers: int = _server_setting(
+        C.MODEL_WORKERS,
         description="Model worker threads, each running one batch at a time, side by side; 0 = one per CPU "
         "the container may use (at most 8). More workers: more texts/s under load; 1: the lowest latency "
         "for a lone request at low traffic.",
@@ -481,7 +498,10 @@ class CacheSpec(_Spec):
     )
 
     enabled: bool = Field(True, description="Use a Redis cache (otherwise only the in-process LRU).")
-    ttl_seconds: int = Field(3600, ge=1, description="Lifetime of cached predictions.")
+    ttl_seconds: int = _server_setting(
+        C.CACHE_TTL_SECONDS,
+        description="Lifetime of cached predictions.",
+    )
     managed: ManagedRedis | None = Field(None, description="Operator-managed Redis (the default).")
     external: ExternalRedis | None = Field(None, description="Use an existing Redis instead.")
 
@@ -813,7 +833,7 @@ class SentimentModelSpec(_Spec):
             if self.routing.canary is not None and self.routing.canary.model is not None:
                 models.append(self.routing.canary.model)
             return max(self.effective_max_batch_tokens(m) for m in models)
-        return max(DEFAULT_BATCH_TOKENS, model.max_sequence_length)
+        return C.batch_token_budget(None, model.max_sequence_length)
 
     def path_prefix(self, name: str) -> str:
         """The server's path prefix, defaulting to "/<name>"."""

@@ -29,6 +29,8 @@ CONDITION_TYPES: Final = (READY, AVAILABLE, CACHE_READY, AUTOSCALING, ROUTING)
 INVALID_SPEC: Final = "InvalidSpec"
 CHILD_NOT_OWNED: Final = "ChildNotOwned"
 APPLY_FAILED: Final = "ApplyFailed"
+# Ready reasons a child's status change cannot resolve: the next child event runs a full reconcile.
+UNRESOLVED_REASONS: Final = frozenset({INVALID_SPEC, CHILD_NOT_OWNED, APPLY_FAILED})
 
 
 @dataclass(frozen=True)
@@ -258,15 +260,10 @@ def merge_conditions(
     return out
 
 
-def url_for(name: str, namespace: str, spec: SentimentModelSpec) -> str:
-    prefix = spec.path_prefix(name)
-    return f"http://{name}.{namespace}.svc.cluster.local:{spec.server.port}{'' if prefix == '/' else prefix}"
-
-
 def compute_status(
     *,
     name: str,
-    namespace: str,
+    url: str,
     generation: int | None,
     spec: SentimentModelSpec,
     observed: Observed,
@@ -275,6 +272,8 @@ def compute_status(
     not_owned: Sequence[str] = (),
 ) -> JSONObj:
     """The full status of a valid SentimentModel. Keys with None values are to be removed (merge patch).
+
+    ``url`` is where the Service answers inside the cluster (``builders.inference_url``).
 
     ``not_owned``: why children could not be applied (objects of theirs in the way); Ready is False then.
     """
@@ -300,7 +299,7 @@ def compute_status(
         "readyReplicas": replicas.ready,
         "updatedReplicas": replicas.updated,
         "replicasSummary": f"{replicas.ready}/{replicas.desired}",
-        "url": url_for(name, namespace, spec),
+        "url": url,
         "gatewayPath": spec.gateway_prefix(name) if spec.routing.enabled else None,
     }
 

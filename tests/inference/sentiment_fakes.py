@@ -13,7 +13,8 @@ class FakeBackend:
     """Tokenizes one id per character; scores come from ``scores`` by text (default: an even split).
 
     ``load_gate`` blocks load() until set (readiness tests); ``delay`` slows every batch (overload tests);
-    ``batch_gate`` blocks predict() until set. Every batch the model saw is kept in ``batches``.
+    ``batch_gate`` blocks predict() until set. Every batch the model saw is kept in ``batches``, every list of
+    texts tokenized in ``tokenized``; ``tokenize_started`` is set once tokenize() has begun.
     """
 
     def __init__(
@@ -37,6 +38,9 @@ class FakeBackend:
         self.max_length = max_length
         self.fail_load = fail_load
         self.batches: list[list[str]] = []
+        self.tokenized: list[list[str]] = []
+        self.tokenize_gate: threading.Event | None = None
+        self.tokenize_started = threading.Event()
         self.loaded = False
         self.warmed = False
         self.batch_started = threading.Event()
@@ -68,6 +72,10 @@ class FakeBackend:
         self.warmed = True
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        self.tokenized.append(list(texts))
+        self.tokenize_started.set()
+        if self.tokenize_gate is not None:
+            self.tokenize_gate.wait(timeout=60)
         return [[ord(c) for c in text][: self.max_length] or [0] for text in texts]
 
     def predict(self, batch: Sequence[Sequence[int]]) -> list[list[float]]:

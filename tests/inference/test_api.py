@@ -280,6 +280,26 @@ async def test_shutdown_turns_readiness_off(
         assert (await ra.client.post("/predict", json={"text": "in flight"})).status_code == 200
 
 
+async def test_shutdown_during_the_load_is_never_undone_by_it(
+    running_app: RunningAppFactory, make_settings: Callable[..., Settings]
+) -> None:
+    gate = threading.Event()
+    backend = FakeBackend(load_gate=gate)
+    async with running_app(make_settings(), backend=backend, wait_ready=False) as ra:
+        ra.state.begin_shutdown()
+        gate.set()
+        for _ in range(500):
+            if ra.state.serving:
+                break
+            await asyncio.sleep(0.01)
+        assert backend.warmed
+        response = await ra.client.get("/ready")
+        assert response.status_code == 503
+        assert response.json()["reason"] == "shutting down"
+        assert await ra.metric("sentiment_ready") == 0
+        assert (await ra.client.post("/predict", json={"text": "in flight"})).status_code == 200
+
+
 async def test_metrics_cover_requests_latency_cache_batches_queue_and_model(
     running_app: RunningAppFactory, make_settings: Callable[..., Settings]
 ) -> None:
@@ -303,7 +323,7 @@ async def test_metrics_cover_requests_latency_cache_batches_queue_and_model(
         assert await ra.metric("sentiment_batch_size_sum") == 2  # warm-up bypasses the batcher
         assert await ra.metric("sentiment_model_seconds_count") >= 1
         assert await ra.metric("sentiment_queue_depth") == 0
-        info = ra.state.backend.info
+        info = ra.state.predictor.info
         labels = {"model_id": info.model_id, "precision": "none", "fingerprint": info.fingerprint}
         assert await ra.metric("sentiment_model_info", labels) == 1
 

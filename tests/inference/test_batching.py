@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
@@ -13,11 +14,26 @@ import pytest
 from sentiment_fakes import FakeBackend
 from sentiment_inference.backend import TorchBackend
 from sentiment_inference.batching import Batcher, BatchLimits, _Item, plan_batches
-from sentiment_inference.errors import Overloaded
 from sentiment_inference.metrics import Metrics
 from sentiment_inference.settings import Settings
 
 RunningAppFactory = Callable[..., AbstractAsyncContextManager[Any]]
+
+_threads: list[ThreadPoolExecutor] = []
+
+
+def model_threads(workers: int = 2) -> ThreadPoolExecutor:
+    """Worker threads for a Batcher under test (the serving core owns them in the server); shut down after."""
+    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="test-model-worker")
+    _threads.append(executor)
+    return executor
+
+
+@pytest.fixture(autouse=True)
+def _shut_down_model_threads() -> Iterator[None]:
+    yield
+    while _threads:
+        _threads.pop().shutdown(wait=False, cancel_futures=True)
 
 
 def _items(lengths: list[int]) -> list[_Item]:
@@ -52,7 +68,9 @@ async def _until(condition: Callable[[], bool]) -> None:
 async def test_two_workers_run_two_batches_side_by_side_and_no_more() -> None:
     gate = threading.Event()
     backend = FakeBackend(batch_gate=gate)
-    batcher = Batcher(backend, BatchLimits(max_batch_size=32, max_wait_ms=0, workers=2), Metrics())
+    batcher = Batcher(
+        backend, BatchLimits(max_batch_size=32, max_wait_ms=0, workers=2), Metrics(), model_threads()
+    )
     batcher.start()
     try:
         first = asyncio.create_task(batcher.submit(backend.tokenize(["one"])))
@@ -79,7 +97,7 @@ async def test_concurrent_requests_share_a_batch_when_the_model_frees_up() -> No
     gate = threading.Event()
     backend = FakeBackend(batch_gate=gate)
     metrics = Metrics()
-    batcher = Batcher(backend, BatchLimits(max_batch_size=32, max_wait_ms=0), metrics)
+    batcher = Batcher(backend, BatchLimits(max_batch_size=32, max_wait_ms=0), metrics, model_threads())
     batcher.start()
     try:
         first = asyncio.create_task(batcher.submit(backend.tokenize(["first"])))
@@ -103,7 +121,7 @@ async def test_concurrent_requests_share_a_batch_when_the_model_frees_up() -> No
 async def test_results_return_in_each_requests_order() -> None:
     texts = ["ccc", "a", "bb", "dddd", "a"]
     backend = FakeBackend(scores={t: [len(t) / 10, 1 - len(t) / 10] for t in texts})
-    batcher = Batcher(backend, BatchLimits(max_batch_size=2), Metrics())
+    batcher = Batcher(backend, BatchLimits(max_batch_size=2), Metrics(), model_threads())
     batcher.start()
     try:
         out = await batcher.submit(backend.tokenize(texts))
@@ -112,32 +130,11 @@ async def test_results_return_in_each_requests_order() -> None:
         await batcher.stop()
 
 
-async def test_full_queue_raises_overloaded_at_once() -> None:
-    gate = threading.Event()
-    backend = FakeBackend(batch_gate=gate)
-    metrics = Metrics()
-    batcher = Batcher(backend, BatchLimits(max_queue=4, retry_after_seconds=3), metrics)
-    batcher.start()
-    try:
-        busy = asyncio.create_task(batcher.submit(backend.tokenize(["a", "b", "c"])))
-        await asyncio.to_thread(backend.batch_started.wait, 5)
-        with pytest.raises(Overloaded) as err:
-            await batcher.submit(backend.tokenize(["d", "e"]))
-        assert err.value.headers == {"Retry-After": "3"}
-        assert "SENTIMENT_MAX_QUEUE=4" in err.value.detail
-        fits = asyncio.create_task(batcher.submit(backend.tokenize(["d"])))
-        gate.set()
-        await asyncio.gather(busy, fits)
-        assert metrics.overloaded._value.get() == 1
-    finally:
-        await batcher.stop()
-
-
 async def test_cancelled_requests_are_dropped_before_compute() -> None:
     gate = threading.Event()
     backend = FakeBackend(batch_gate=gate)
     metrics = Metrics()
-    batcher = Batcher(backend, BatchLimits(max_wait_ms=0), metrics)
+    batcher = Batcher(backend, BatchLimits(max_wait_ms=0), metrics, model_threads())
     batcher.start()
     try:
         busy = asyncio.create_task(batcher.submit(backend.tokenize(["busy"])))
@@ -198,10 +195,10 @@ async def test_client_disconnect_drops_the_queued_texts(
         }
         call = asyncio.create_task(ra.app(scope, receive, send))
         for _ in range(200):
-            if ra.state.batcher.pending == 2:
+            if ra.state.predictor.queued == 2:
                 break
             await asyncio.sleep(0.01)
-        assert ra.state.batcher.pending == 2
+        assert ra.state.predictor.queued == 2
         disconnect.set()
         await asyncio.wait_for(call, 5)
         gate.set()

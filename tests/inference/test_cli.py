@@ -139,6 +139,19 @@ def test_wait_redis_ping_succeeds_with_auth(redis_factory: Any, monkeypatch: pyt
     assert wait_redis.main(["--check", "ping", "--timeout", "0.5"]) == 1
 
 
+def test_wait_redis_reads_the_password_file(
+    redis_factory: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    server = redis_factory(password="pw-from-file")
+    (tmp_path / "password").write_text("pw-from-file\n")
+    monkeypatch.setenv("SENTIMENT_REDIS_URL", f"redis://127.0.0.1:{server.port}/0")
+    monkeypatch.setenv("SENTIMENT_REDIS_PASSWORD", "wrong")
+    monkeypatch.setenv("SENTIMENT_REDIS_PASSWORD_FILE", str(tmp_path / "password"))
+    assert wait_redis.main(["--check", "ping", "--timeout", "5"]) == 0
+    monkeypatch.setenv("SENTIMENT_REDIS_PASSWORD_FILE", str(tmp_path / "missing"))
+    assert wait_redis.main(["--check", "ping", "--timeout", "5"]) == 1
+
+
 def test_wait_redis_waits_for_a_late_redis(redis_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     server = redis_factory()
     server.kill()

@@ -1,4 +1,5 @@
-"""Derived settings: the batch token budget (512, raised to SENTIMENT_MAX_LENGTH) and the model workers."""
+"""Derived settings: the batch token budget (512, raised to SENTIMENT_MAX_LENGTH), the model workers and the
+secret files."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 from sentiment_inference.app import batch_limits
 from sentiment_inference.batching import BatchLimits
 from sentiment_inference.settings import DEFAULT_BATCH_TOKENS, Settings
@@ -75,3 +77,26 @@ def test_torch_threads_are_split_between_workers(
     )
     explicit.load()
     assert explicit.info.torch_threads == 3  # SENTIMENT_TORCH_THREADS is per worker
+
+
+def test_redis_secrets_come_from_files_before_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "url").write_text("redis://cache:6379/0\n")
+    (tmp_path / "password").write_text("s3cret\n")
+    monkeypatch.setenv("SENTIMENT_REDIS_URL", "redis://ignored:6379/0")
+    monkeypatch.setenv("SENTIMENT_REDIS_PASSWORD", "ignored")
+    monkeypatch.setenv("SENTIMENT_REDIS_URL_FILE", str(tmp_path / "url"))
+    monkeypatch.setenv("SENTIMENT_REDIS_PASSWORD_FILE", str(tmp_path / "password"))
+    settings = Settings()
+    assert settings.redis_url == "redis://cache:6379/0"
+    assert settings.redis_password is not None
+    assert settings.redis_password.get_secret_value() == "s3cret"
+    # The secret never shows in the settings' repr (logged at start-up).
+    assert "s3cret" not in repr(settings)
+
+
+def test_an_unreadable_secret_file_names_the_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SENTIMENT_REDIS_PASSWORD_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ValidationError, match=r"SENTIMENT_REDIS_PASSWORD_FILE=.*missing: cannot read it"):
+        Settings()

@@ -192,7 +192,8 @@ def test_server_env_contract() -> None:
     assert env["SENTIMENT_CACHE_TTL_SECONDS"] == "60"
     assert env["SENTIMENT_API_PREFIX"] == "/demo"
     assert env["SENTIMENT_REDIS_URL"] == "redis://demo-redis.ns.svc:6379/0"
-    assert env["SENTIMENT_REDIS_PASSWORD"] == {"secretKeyRef": {"name": "demo-redis-auth", "key": "password"}}
+    assert env["SENTIMENT_REDIS_PASSWORD_FILE"] == "/var/run/secrets/sentiment/redis/password"
+    assert "SENTIMENT_REDIS_PASSWORD" not in env, "secrets are mounted files, not env vars"
     assert env["EXTRA"] == "1"
     assert env["FROM_CM"] == {"configMapKeyRef": {"name": "c", "key": "k"}}
     assert all(isinstance(item.get("value", ""), str) for item in server(children)["env"])
@@ -220,7 +221,19 @@ def test_managed_redis_wait_containers_and_redis_objects() -> None:
         assert init["image"] == children.deployment["spec"]["template"]["spec"]["containers"][0]["image"]
         assert init["command"] == ["sentiment-wait-redis"]
         assert init["args"][:2] == ["--check", init["name"].removeprefix("wait-redis-")]
-        assert set(env_of(init)) == {"SENTIMENT_REDIS_URL", "SENTIMENT_REDIS_PASSWORD"}
+        assert set(env_of(init)) == {"SENTIMENT_REDIS_URL", "SENTIMENT_REDIS_PASSWORD_FILE"}
+        assert {
+            "name": "redis-auth",
+            "mountPath": "/var/run/secrets/sentiment/redis",
+            "readOnly": True,
+        } in init["volumeMounts"]
+    volumes = {v["name"]: v for v in children.deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["redis-auth"]["projected"] == {
+        "defaultMode": 0o440,
+        "sources": [
+            {"secret": {"name": "demo-redis-auth", "items": [{"key": "password", "path": "password"}]}}
+        ],
+    }
     assert children.redis_auth_secret is not None
     assert children.redis_auth_secret["metadata"]["name"] == "demo-redis-auth"
     assert "data" not in children.redis_auth_secret
@@ -232,11 +245,18 @@ def test_managed_redis_wait_containers_and_redis_objects() -> None:
     assert args[args.index("--appendonly") + 1] == "no"
     assert args[args.index("--maxmemory") + 1] == "256mb"
     assert args[args.index("--maxmemory-policy") + 1] == "allkeys-lru"
-    assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"
-    assert env_of(redis)["REDIS_PASSWORD"] == {"secretKeyRef": {"name": "demo-redis-auth", "key": "password"}}
-    assert "REDISCLI_AUTH" in env_of(redis), "probes must authenticate"
+    # The password is in the mounted config file: not on the command line, not in the environment.
+    assert redis["command"] == ["redis-server", "/etc/redis/redis.conf"]
+    assert "--requirepass" not in args
+    assert "env" not in redis
+    assert "REDISCLI_AUTH=" in " ".join(redis["readinessProbe"]["exec"]["command"]), (
+        "probes must authenticate"
+    )
     assert "redis-cli" in " ".join(redis["readinessProbe"]["exec"]["command"])
     assert {"name": "data", "mountPath": "/data"} in redis["volumeMounts"]
+    assert {"name": "redis-auth", "mountPath": "/etc/redis", "readOnly": True} in redis["volumeMounts"]
+    redis_volumes = {v["name"]: v for v in children.redis_deployment["spec"]["template"]["spec"]["volumes"]}
+    assert redis_volumes["redis-auth"]["secret"] == {"secretName": "demo-redis-auth", "defaultMode": 0o440}
     assert children.redis_service is not None
     assert children.redis_service["spec"]["ports"][0]["port"] == 6379
 
@@ -254,8 +274,14 @@ def test_external_redis_reads_url_and_password_from_the_users_secret() -> None:
     assert children.redis_service is None
     assert children.redis_auth_secret is None
     env = env_of(server(children))
-    assert env["SENTIMENT_REDIS_URL"] == {"secretKeyRef": {"name": "shared", "key": "url"}}
-    assert env["SENTIMENT_REDIS_PASSWORD"] == {"secretKeyRef": {"name": "shared", "key": "pw"}}
+    assert env["SENTIMENT_REDIS_URL_FILE"] == "/var/run/secrets/sentiment/redis/url"
+    assert env["SENTIMENT_REDIS_PASSWORD_FILE"] == "/var/run/secrets/sentiment/redis/password"
+    assert not {"SENTIMENT_REDIS_URL", "SENTIMENT_REDIS_PASSWORD"} & set(env)
+    volumes = {v["name"]: v for v in children.deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["redis-auth"]["projected"]["sources"] == [
+        {"secret": {"name": "shared", "items": [{"key": "url", "path": "url"}]}},
+        {"secret": {"name": "shared", "items": [{"key": "pw", "path": "password"}]}},
+    ]
     assert init_names(children.deployment) == ["wait-redis-dns", "wait-redis-ping"]
     assert [p["metadata"]["name"] for p in children.network_policies] == ["demo"]
 
@@ -326,7 +352,16 @@ def test_restricted_and_baseline_security_contexts() -> None:
     # Redis is the operator's own image: always restricted.
     assert baseline.redis_deployment is not None
     redis_pod = baseline.redis_deployment["spec"]["template"]["spec"]
-    assert redis_pod["securityContext"]["runAsUser"] == 999
+    assert redis_pod["securityContext"]["runAsUser"] == 10002
+    # Without an fsGroup the mounted Redis password stays root-owned: it must be readable by the image's own
+    # user; restricted pods read it through their fsGroup.
+    modes = {
+        pod["securityContext"].get("fsGroup"): volume["projected"]["defaultMode"]
+        for pod in (pod, build().deployment["spec"]["template"]["spec"])
+        for volume in pod["volumes"]
+        if volume["name"] == "redis-auth"
+    }
+    assert modes == {None: 0o444, 10001: 0o440}
 
 
 def test_node_selector_and_tolerations() -> None:
@@ -516,6 +551,19 @@ def test_routing_disabled_has_no_virtual_service_and_no_gateway_path() -> None:
     assert build().virtual_service is None
     assert builders.gateway_path("demo", spec) is None
     assert builders.inference_url("demo", "ns", spec) == "http://demo.ns.svc.cluster.local:8000/demo"
+
+
+def test_the_cluster_domain_is_the_operators_setting() -> None:
+    spec = parse_spec("demo", {"routing": {"enabled": True}})
+    assert (
+        builders.inference_url("demo", "ns", spec, "corp.example")
+        == "http://demo.ns.svc.corp.example:8000/demo"
+    )
+    children = builders.build_children("demo", "ns", spec, cluster_domain="corp.example")
+    assert children.virtual_service is not None
+    (route,) = children.virtual_service["spec"]["http"][:1]
+    assert {d["destination"]["host"] for d in route["route"]} == {"demo.ns.svc.corp.example"}
+    assert "cluster.local" not in json.dumps(children.objects())
 
 
 def test_network_policies_isolate_redis_and_the_server() -> None:

@@ -167,3 +167,80 @@ async def test_a_status_only_change_of_a_child_is_not_answered_with_an_apply(
     await reconciler.reconcile(NS, NAME)
     applies = [c for c in api.calls[before:] if c.method == "PATCH" and "/deployments/" in c.path]
     assert applies == []
+
+
+async def _report_ready(client: MemoryKube, name: str) -> None:
+    await client.request(
+        "PATCH",
+        kube.KINDS["apps/v1", "Deployment"].object_path(NS, name, "status"),
+        body={"status": {"readyReplicas": 1, "availableReplicas": 1, "replicas": 1, "updatedReplicas": 1}},
+        content_type="application/merge-patch+json",
+    )
+
+
+async def test_a_status_only_child_change_refreshes_status_and_touches_no_child(
+    api: MemoryApi, client: MemoryKube
+) -> None:
+    """#11: after a child's status changed, the owner's status follows from reading only the children status
+    is made of; nothing is applied, listed or pruned."""
+    await create(client, SPEC)
+    reconciler = Reconciler(client)
+    await reconciler.reconcile(NS, NAME)
+    await _report_ready(client, NAME)
+    deployment = api.live("apps/v1", "deployments", NS, NAME)
+    assert deployment is not None
+    assert client.only_status_changed(deployment), "only the controller's status write happened"
+    await _report_ready(client, f"{NAME}-redis")
+
+    before = len(api.calls)
+    result = await reconciler.refresh_status(NS, NAME)
+    assert result is not None
+    assert result.applied == {}
+    assert result.deleted == []
+    calls = [(c.method, c.path) for c in api.calls[before:]]
+    model = kube.SENTIMENT_MODEL.object_path(NS, NAME)
+    assert [c for c in calls if c[0] != "GET"] == [("PATCH", f"{model}/status")]
+    assert sorted(path for method, path in calls if method == "GET") == sorted(
+        [
+            model,
+            kube.KINDS["apps/v1", "Deployment"].object_path(NS, NAME),
+            kube.KINDS["apps/v1", "Deployment"].object_path(NS, f"{NAME}-redis"),
+        ]
+    )
+    assert (ready(api)["status"], ready(api)["reason"]) == ("True", "Ready")
+    assert [e.reason for e in result.events] == ["Ready"]
+
+
+async def test_a_spec_edit_of_a_child_is_not_mistaken_for_a_status_change(
+    api: MemoryApi, client: MemoryKube
+) -> None:
+    await create(client, SPEC)
+    await Reconciler(client).reconcile(NS, NAME)
+    await client.request(
+        "PATCH",
+        kube.KINDS["apps/v1", "Deployment"].object_path(NS, NAME),
+        body={"spec": {"revisionHistoryLimit": 1}},
+        content_type="application/merge-patch+json",
+    )
+    deployment = api.live("apps/v1", "deployments", NS, NAME)
+    assert deployment is not None
+    assert not client.only_status_changed(deployment)
+    assert not client.only_status_changed(
+        {**deployment, "metadata": {**deployment["metadata"], "name": "other"}}
+    )
+
+
+async def test_a_status_refresh_reconciles_in_full_when_the_spec_moved_on(
+    api: MemoryApi, client: MemoryKube
+) -> None:
+    """A new generation (or a Ready reason a child's status cannot resolve) needs the children applied."""
+    await create(client, SPEC)
+    reconciler = Reconciler(client)
+    await reconciler.reconcile(NS, NAME)
+    await respec(client, {**SPEC, "replicas": 2})
+    result = await reconciler.refresh_status(NS, NAME)
+    assert result is not None
+    assert result.applied[f"Deployment {NS}/{NAME}"] == "updated"
+    deployment = api.live("apps/v1", "deployments", NS, NAME)
+    assert deployment is not None
+    assert deployment["spec"]["replicas"] == 2

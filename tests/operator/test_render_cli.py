@@ -84,8 +84,8 @@ def test_the_redis_secret_is_rendered_without_data() -> None:
     for secret in secrets:
         assert set(secret) == {"apiVersion", "kind", "metadata", "type"}
     lowered = result.stdout.lower()
-    assert "requirepass" in lowered
-    assert "$(redis_password)" in lowered
+    assert "requirepass" not in lowered, "the password reaches Redis in its mounted config file"
+    assert "/etc/redis/redis.conf" in lowered
     assert "stringdata" not in lowered
     assert "\ndata:" not in lowered
 
@@ -160,3 +160,15 @@ def test_run_subcommand_gets_the_runner_options() -> None:
     top = run("--help")
     assert "render" in top.stdout
     assert "run" in top.stdout
+
+
+def test_run_takes_the_cluster_domain_to_the_reconciler() -> None:
+    import argparse
+
+    from sentiment_operator import runner
+
+    parser = argparse.ArgumentParser()
+    runner.add_run_arguments(parser)
+    assert runner.config_from(parser.parse_args(["--all-namespaces"])).cluster_domain == "cluster.local"
+    config = runner.config_from(parser.parse_args(["--all-namespaces", "--cluster-domain", "corp.example"]))
+    assert config.cluster_domain == "corp.example"

@@ -45,8 +45,10 @@ def live_pod(cluster: Cluster) -> dict[str, Any]:
 
 async def test_an_empty_env_value_causes_no_perpetual_write(cluster: Cluster, client: Kube) -> None:
     """#2: the API server drops ``value: ""`` (omitempty); what it stores still counts as what we sent."""
-    assert await client.create_or_update(deployment([{"name": "PREFIX", "value": ""}])) == "created"
-    assert await client.create_or_update(deployment([{"name": "PREFIX", "value": ""}])) == "unchanged"
+    assert (await client.create_or_update(deployment([{"name": "PREFIX", "value": ""}]))).outcome == "created"
+    assert (
+        await client.create_or_update(deployment([{"name": "PREFIX", "value": ""}]))
+    ).outcome == "unchanged"
     assert live_pod(cluster)["containers"][0]["env"] == [{"name": "PREFIX"}]
 
 
@@ -56,8 +58,8 @@ async def test_a_field_no_longer_rendered_leaves_the_live_object(cluster: Cluste
     first = deployment(
         env, nodeSelector={"pool": "cpu"}, initContainers=[{"name": "wait", "image": "busybox:1"}]
     )
-    assert await client.create_or_update(first) == "created"
-    assert await client.create_or_update(deployment(env[:1])) == "updated"
+    assert (await client.create_or_update(first)).outcome == "created"
+    assert (await client.create_or_update(deployment(env[:1]))).outcome == "updated"
     pod = live_pod(cluster)
     assert "nodeSelector" not in pod
     assert "initContainers" not in pod
@@ -76,7 +78,7 @@ async def test_fields_written_by_the_merge_patching_operator_are_removed_after_t
     assert [(e["manager"], e["operation"]) for e in live["metadata"]["managedFields"]] == [
         ("sentiment-operator", "Update")
     ]
-    assert await client.create_or_update(deployment([{"name": "A", "value": "1"}])) == "updated"
+    assert (await client.create_or_update(deployment([{"name": "A", "value": "1"}]))).outcome == "updated"
     assert "nodeSelector" not in live_pod(cluster)
     migrated = cluster.api.live("apps/v1/deployments", NAMESPACE, "demo")
     assert migrated is not None
@@ -87,7 +89,7 @@ async def test_fields_written_by_the_merge_patching_operator_are_removed_after_t
 
 async def test_fields_other_actors_own_are_left_alone(cluster: Cluster, client: Kube) -> None:
     """The HPA's replicas and another controller's label survive our applies (we never send them)."""
-    assert await client.create_or_update(deployment([])) == "created"
+    assert (await client.create_or_update(deployment([]))).outcome == "created"
     path = kube.KINDS["apps/v1", "Deployment"].object_path(NAMESPACE, "demo")
     patch = {"spec": {"replicas": 4}, "metadata": {"labels": {"team": "ml"}}}
     await client.request(
@@ -97,7 +99,7 @@ async def test_fields_other_actors_own_are_left_alone(cluster: Cluster, client: 
         content_type="application/merge-patch+json",
         query=[("fieldManager", "hpa")],
     )
-    assert await client.create_or_update(deployment([])) == "unchanged"
+    assert (await client.create_or_update(deployment([]))).outcome == "unchanged"
     live = cluster.api.live("apps/v1/deployments", NAMESPACE, "demo")
     assert live is not None
     assert live["spec"]["replicas"] == 4

@@ -9,6 +9,7 @@ import pytest
 from operator_emulator import NAMESPACE, Cluster
 from sentiment_devcluster.apiserver.server import Fault, matcher
 from sentiment_operator import kube
+from sentiment_operator.builders import redis_auth_data
 from sentiment_operator.kube import KINDS, Kube
 
 DEPLOYMENTS = KINDS["apps/v1", "Deployment"]
@@ -118,13 +119,13 @@ def client(cluster: Cluster) -> Kube:
 
 
 async def test_create_or_update_outcomes(cluster: Cluster, client: Kube) -> None:
-    assert await client.create_or_update(desired_deployment()) == "created"
-    assert await client.create_or_update(desired_deployment()) == "unchanged"
-    assert await client.create_or_update(desired_deployment(image="img:2")) == "updated"
+    assert (await client.create_or_update(desired_deployment())).outcome == "created"
+    assert (await client.create_or_update(desired_deployment())).outcome == "unchanged"
+    assert (await client.create_or_update(desired_deployment(image="img:2"))).outcome == "updated"
     live = cluster.api.live("apps/v1/deployments", NAMESPACE, "demo")
     assert live is not None
     assert live["spec"]["template"]["spec"]["containers"][0]["image"] == "img:2"
-    assert await client.create_or_update(desired_deployment(image="img:2")) == "unchanged"
+    assert (await client.create_or_update(desired_deployment(image="img:2"))).outcome == "unchanged"
     # A read per call, and a server-side apply only when there is something to apply: the two "unchanged"
     # calls find the object as our last apply left it (same rendering; spec and metadata untouched).
     assert not cluster.requests(method="POST", plural="deployments")
@@ -141,7 +142,7 @@ async def test_create_or_update_outcomes(cluster: Cluster, client: Kube) -> None
         content_type="application/merge-patch+json",
         query=[("fieldManager", "kubectl-edit")],
     )
-    assert await client.create_or_update(desired_deployment(image="img:2")) == "unchanged"
+    assert (await client.create_or_update(desired_deployment(image="img:2"))).outcome == "unchanged"
     assert len(cluster.requests(method="PATCH", plural="deployments")) == 4
 
 
@@ -154,7 +155,7 @@ async def test_an_object_created_between_our_read_and_our_apply_ends_up_as_rende
         cluster.api.objects["apps/v1/deployments", NAMESPACE, "demo"] = desired_deployment(image="theirs")
 
     cluster.api.inject(Fault(matcher(method="PATCH", plural="deployments"), hook=someone_else_creates))
-    assert await client.create_or_update(desired_deployment()) == "created"
+    assert (await client.create_or_update(desired_deployment())).outcome == "created"
     live = cluster.api.live("apps/v1/deployments", NAMESPACE, "demo")
     assert live is not None
     assert live["spec"]["template"]["spec"]["containers"][0]["image"] == "img:1"
@@ -205,7 +206,7 @@ async def test_secret_is_generated_once_and_never_rewritten(cluster: Cluster, cl
         "kind": "Secret",
         "metadata": {"name": "demo-redis-auth", "namespace": NAMESPACE, "labels": {"a": "b"}},
     }
-    outcome, uid = await client.ensure_secret(template)
+    outcome, uid = await client.ensure_secret(template, redis_auth_data)
     assert outcome == "created"
     assert uid
     first = cluster.api.live("v1/secrets", NAMESPACE, "demo-redis-auth")
@@ -213,7 +214,7 @@ async def test_secret_is_generated_once_and_never_rewritten(cluster: Cluster, cl
     password = base64.b64decode(first["data"]["password"]).decode()
     assert len(password) >= 32
 
-    assert await client.ensure_secret(template) == ("unchanged", uid)
+    assert await client.ensure_secret(template, redis_auth_data) == ("unchanged", uid)
     again = cluster.api.live("v1/secrets", NAMESPACE, "demo-redis-auth")
     assert again is not None
     assert again["data"] == first["data"]
@@ -221,12 +222,25 @@ async def test_secret_is_generated_once_and_never_rewritten(cluster: Cluster, cl
 
     # A hand-emptied Secret is replaced with a fresh password (a new uid rolls the pods that use it).
     cluster.api.objects["v1/secrets", NAMESPACE, "demo-redis-auth"]["data"] = {}
-    outcome, new_uid = await client.ensure_secret(template)
+    outcome, new_uid = await client.ensure_secret(template, redis_auth_data)
     assert outcome == "created"
     assert new_uid != uid
     fresh = cluster.api.live("v1/secrets", NAMESPACE, "demo-redis-auth")
     assert fresh is not None
-    assert base64.b64decode(fresh["data"]["password"]).decode() != password
+    fresh_password = base64.b64decode(fresh["data"]["password"]).decode()
+    assert fresh_password != password
+    assert base64.b64decode(fresh["data"]["redis.conf"]).decode() == f"requirepass {fresh_password}\n"
+
+    # A Secret written by an operator that passed the password on Redis's command line has no redis.conf:
+    # it is regenerated with both keys, and the new uid rolls Redis and the server pods together.
+    older = {"password": first["data"]["password"]}
+    cluster.api.objects["v1/secrets", NAMESPACE, "demo-redis-auth"]["data"] = older
+    outcome, upgraded_uid = await client.ensure_secret(template, redis_auth_data)
+    assert outcome == "created"
+    assert upgraded_uid not in (uid, new_uid)
+    upgraded = cluster.api.live("v1/secrets", NAMESPACE, "demo-redis-auth")
+    assert upgraded is not None
+    assert set(upgraded["data"]) == {"password", "redis.conf"}
 
 
 def test_passwords_are_random_and_long() -> None:

@@ -296,3 +296,34 @@ async def test_deleting_the_model_is_not_blocked(cluster: Cluster, operator: Ope
     deployment = cluster.api.live("apps/v1/deployments", NAMESPACE, NAME)
     assert deployment is not None
     assert deployment["metadata"]["ownerReferences"][0]["kind"] == "SentimentModel"
+
+
+async def test_a_childs_status_change_updates_the_owner_without_touching_children(
+    cluster: Cluster, operator: OperatorHandle
+) -> None:
+    """#11: the Deployment controller's status writes reach the SentimentModel's status through the child
+    watch with reads of only the children status is made of: no apply, no list, no prune."""
+    await _created(cluster)
+    await cluster.set_deployment_status(f"{NAME}-redis", ready=1)
+    await eventually(
+        lambda: (cluster.condition(NAME, "CacheReady") or {}).get("status") == "True", what="CacheReady"
+    )
+    await asyncio.sleep(0.5)  # the events of the creation settle
+    before = len(cluster.api.requests_log())
+    await cluster.set_deployment_status(NAME, ready=1)
+    await eventually(lambda: (cluster.condition(NAME, "Ready") or {}).get("status") == "True", what="Ready")
+    await asyncio.sleep(0.5)  # let anything the status write triggered finish
+    window = cluster.api.requests_log()[before:]
+    ours = [r for r in window if r.headers.get("User-Agent", "").startswith("sentiment-operator")]
+    calls = [(str(r.method.value), r.url.path) for r in ours]
+    assert [c for c in calls if c[0] != "GET"] == [
+        (
+            "PATCH",
+            f"/apis/serving.sentiment.dev/v1alpha1/namespaces/{NAMESPACE}/sentimentmodels/{NAME}/status",
+        )
+    ], "\n".join(f"{m} {p}" for m, p in calls)
+    gets = {path.rsplit("/", 2)[-2] for method, path in calls if method == "GET"}
+    assert gets <= {"sentimentmodels", "deployments", "horizontalpodautoscalers"}, "\n".join(
+        f"{m} {p}" for m, p in calls
+    )
+    assert cluster.model(NAME)["status"]["readyReplicas"] == 1

@@ -31,7 +31,7 @@ def deployment(
 def compute(spec: dict[str, Any], observed: status.Observed, previous: Any = None, now: str = T0) -> Any:
     return status.compute_status(
         name=NAME,
-        namespace=NS,
+        url=f"http://{NAME}.{NS}.svc.cluster.local:8000/{NAME}",
         generation=3,
         spec=parse_spec(NAME, spec),
         observed=observed,

@@ -182,7 +182,7 @@ class ApiServer(kmock.KubernetesEmulator):
                 }
                 await bus.put(marker)
 
-    # --- realism: writes as kube-apiserver admits them (tests/apiserver) --------------------------------
+    # --- realism: writes as kube-apiserver admits them (the rule modules here) --------------------------------
 
     def next_resource_version(self) -> str:
         self._last_rv = next(self._rv)

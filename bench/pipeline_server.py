@@ -1,12 +1,12 @@
-"""A faithful re-creation of the seed teams' server, used only as the benchmark's baseline.
+"""The hand-written pipeline server this project replaces, kept only as the benchmark's point of comparison.
 
-The seed design (see /work/shared/seeds): FastAPI, a transformers ``pipeline("text-classification")``
-returning every label's score, one forward pass per text (the pipeline's default batch size of 1), fp32,
-called directly inside an ``async def`` route (so it runs on the event loop, one request at a time), and a
-Redis cache keyed on the whole request rather than per text. This is bench code, not product code: it has
-none of our server's limits, batching or metrics, on purpose.
+The design a sentiment service typically starts from: FastAPI, a transformers
+``pipeline("text-classification")`` returning every label's score, one forward pass per text (the
+pipeline's default batch size of 1), fp32, called directly inside an ``async def`` route (so it runs on the
+event loop, one request at a time), and a Redis cache keyed on the whole request rather than per text. This
+is bench code, not product code: it has none of our server's limits, batching or metrics, on purpose.
 
-    python -m bench.baseline_server --model DIR --port 8001 --redis-url redis://127.0.0.1:6379/0
+    python -m bench.pipeline_server --model DIR --port 8001 --redis-url redis://127.0.0.1:6379/0
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ class SentimentResponse(BaseModel):
 
 
 def create_app(model_dir: str, redis_url: str, prefix: str = "") -> FastAPI:
-    """Build the seed-style app: model loaded before the server starts, Redis opened in the lifespan."""
-    # The seeds load the pipeline at import time; here it happens before uvicorn binds, which is the same.
+    """Build the pipeline app: model loaded before the server starts, Redis opened in the lifespan."""
+    # Such servers load the pipeline at import time; here it happens before uvicorn binds, which is the same.
     classifier = pipeline("text-classification", model=model_dir, tokenizer=model_dir, device=-1, top_k=None)
     state: dict[str, Any] = {}
 
@@ -55,9 +55,9 @@ def create_app(model_dir: str, redis_url: str, prefix: str = "") -> FastAPI:
     app = FastAPI(lifespan=lifespan)
 
     async def predict(request: Request, body: SentimentRequest) -> dict[str, Any]:
-        # Seed behaviour: the cache key is a hash of the whole request, so any change in any text is a miss.
+        # The cache key is a hash of the whole request, so any change in any text is a miss.
         raw = await request.body()
-        key = "baseline:" + hashlib.md5(raw).hexdigest()
+        key = "pipeline:" + hashlib.md5(raw).hexdigest()
         cache: aioredis.Redis = state["redis"]
         cached = await cache.get(key)
         if cached is not None:
@@ -87,7 +87,7 @@ def main() -> None:
     parser.add_argument("--prefix", default="")
     args = parser.parse_args()
     app = create_app(args.model, args.redis_url, args.prefix)
-    # Seed Dockerfiles: a single uvicorn worker with default options.
+    # A single uvicorn worker with default options, as such servers are usually deployed.
     uvicorn.run(app, host=args.host, port=args.port)
 
 
