@@ -182,7 +182,7 @@ class ApiServer(kmock.KubernetesEmulator):
                 }
                 await bus.put(marker)
 
-    # --- realism: writes as kube-apiserver admits them (the rule modules here) --------------------------------
+    # --- realism: writes as kube-apiserver admits them (the rule modules of this package) --------------
 
     def next_resource_version(self) -> str:
         self._last_rv = next(self._rv)
