@@ -308,8 +308,13 @@ class Pod:
             sources.append(("secret", {**volume["secret"], "name": volume["secret"].get("secretName")}))
         if "configMap" in volume:
             sources.append(("configMap", volume["configMap"]))
-        for source in (volume.get("projected") or {}).get("sources") or []:
-            sources += [(kind, source[kind]) for kind in ("secret", "configMap") if kind in source]
+        projected = volume.get("projected") or {}
+        for source in projected.get("sources") or []:
+            sources += [
+                (kind, {"defaultMode": projected.get("defaultMode", 0o644), **source[kind]})
+                for kind in ("secret", "configMap")
+                if kind in source
+            ]
         local.mkdir(parents=True, exist_ok=True)
         for kind, ref in sources:
             objects = self.agent.secrets if kind == "secret" else self.agent.configmaps
