@@ -26,7 +26,7 @@ import kmock
 
 from sentiment_devcluster.kubeapi import ClusterApiServer
 from sentiment_devcluster.nodeagent import Launch, NodeAgent, default_images, start_process, stop_process
-from sentiment_devcluster.proxy import ServiceProxy
+from sentiment_devcluster.proxy import ProxyThread
 
 log = logging.getLogger("sentiment_devcluster")
 
@@ -64,7 +64,7 @@ class Cluster:
     api: ClusterApiServer = field(init=False)
     url: str = ""
     agent: NodeAgent = field(init=False)
-    proxy: ServiceProxy = field(init=False)
+    proxy: ProxyThread = field(init=False)
     _operator: asyncio.subprocess.Process | None = None
 
     @property
@@ -102,7 +102,7 @@ class Cluster:
                 poll=self.poll,
                 on_service=self._on_service,
             )
-            self.proxy = ServiceProxy(self.agent.endpoints)
+            self.proxy = ProxyThread(self.agent.endpoints)
             self.agent.after_sync = lambda: self.proxy.sync(self.agent.services)
             agent_stop = asyncio.Event()
             agent = asyncio.create_task(self.agent.run(agent_stop))

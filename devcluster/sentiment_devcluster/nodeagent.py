@@ -850,7 +850,7 @@ class NodeAgent:
         if not selector:
             return []
         out = []
-        for pod in self.pods:
+        for pod in list(self.pods):  # called from the proxy thread: a copy, not the list being changed
             if (
                 pod.namespace == namespace
                 and pod.ready

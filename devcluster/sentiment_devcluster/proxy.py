@@ -6,6 +6,10 @@ The endpoints are read at connection time from the node agent: a pod that is not
 terminating, is never chosen, so a pod leaves the Service before its preStop hook and SIGTERM (as kube-proxy
 with EndpointSlices' ``ready``/``terminating`` conditions does). An open connection stays with its pod, as
 conntrack keeps it there. With no Ready endpoint the connection is closed at once (kube-proxy rejects it).
+
+``ProxyThread`` runs the proxy on an event loop of its own thread, as kube-proxy is a process of its own: a
+busy API server or a long node agent pass in the cluster's loop never delays a connection (the server's
+Redis client gives up after 50 ms by default).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -117,3 +122,25 @@ class ServiceProxy:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), timeout=2)
         self._listeners.clear()
+
+
+class ProxyThread:
+    """A ``ServiceProxy`` on a thread and event loop of its own; ``sync`` and ``close`` await it."""
+
+    def __init__(self, endpoints: Endpoints) -> None:
+        self._loop = asyncio.new_event_loop()
+        self.proxy = ServiceProxy(endpoints)
+        self._thread = threading.Thread(target=self._loop.run_forever, name="service-proxy", daemon=True)
+        self._thread.start()
+
+    async def sync(self, services: dict[tuple[str, str], dict[str, Any]]) -> None:
+        snapshot = dict(services)
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self.proxy.sync(snapshot), self._loop))
+
+    async def close(self) -> None:
+        if not self._thread.is_alive():
+            return
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self.proxy.close(), self._loop))
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        await asyncio.to_thread(self._thread.join, 10)
+        self._loop.close()
