@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -119,3 +122,35 @@ def test_demo_fails_clearly_and_cleans_up_when_the_servers_cannot_start(tmp_path
     assert proc.returncode == 1, output[-4000:]
     assert "demo: the SentimentModels did not become Ready" in output
     assert_nothing_left(output, demo_dir)
+
+
+def test_ctrl_c_stops_the_demo_and_every_process_it_started(tmp_path: Path) -> None:
+    """Ctrl-C in a terminal: SIGINT to the demo's whole foreground process group, while pods are running."""
+    demo_dir = tmp_path / "demo"
+    environment = offline_env(DEMO_DIR=str(demo_dir))
+    environment.pop("KUBECONFIG", None)
+    proc = subprocess.Popen(
+        ["bash", str(SCRIPT)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=environment,
+        start_new_session=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or []), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 300
+        while not any("condition met" in line for line in lines):
+            assert proc.poll() is None, "".join(lines)[-3000:]
+            assert time.monotonic() < deadline, "".join(lines)[-3000:]
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=120) == 130, "".join(lines)[-3000:]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+    reader.join(timeout=30)
+    assert_nothing_left("".join(lines), demo_dir)
