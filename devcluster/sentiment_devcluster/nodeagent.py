@@ -644,7 +644,6 @@ class NodeAgent:
         default_factory=lambda: (str(ipaddress.ip_address("127.10.0.1") + i) for i in itertools.count())
     )
     _session: aiohttp.ClientSession | None = None
-    _reported: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     _stopping: set[asyncio.Task[None]] = field(default_factory=set)
 
     # --- API access ---
