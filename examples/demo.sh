@@ -93,6 +93,7 @@ run kubectl -n sentiment wait sm/project sm/lab --for=condition=Ready --timeout=
   || fail "the SentimentModels did not become Ready"
 run kubectl -n sentiment get sentimentmodels
 run kubectl -n sentiment get deployments,services
+run kubectl -n sentiment get pods -o wide
 
 svc() { kubectl -n sentiment get service "$1" -o jsonpath='{.spec.clusterIP}'; }
 REQUEST='{"text": ["I love you!", "I hate you!", "I am a k8s Cluster!"]}'

@@ -35,6 +35,7 @@ CRD_FILE = ROOT / "crds" / "sentimentmodel.yaml"
 
 EXTRA_RESOURCES: tuple[tuple[str, str, bool, tuple[str, ...]], ...] = (
     ("v1/configmaps", "ConfigMap", True, ()),
+    ("v1/pods", "Pod", True, ("status",)),
 )
 # Categories and short names as kube-apiserver's discovery announces them.
 SHORT_NAMES = {
@@ -45,10 +46,11 @@ SHORT_NAMES = {
     "poddisruptionbudgets": {"pdb"},
     "networkpolicies": {"netpol"},
     "configmaps": {"cm"},
+    "pods": {"po"},
     "events": {"ev"},
     "customresourcedefinitions": {"crd", "crds"},
 }
-ALL_CATEGORY = {"services", "deployments", "horizontalpodautoscalers"}
+ALL_CATEGORY = {"pods", "services", "deployments", "horizontalpodautoscalers"}
 
 
 def service_addresses(first: str = "127.20.0.1") -> Iterator[str]:
@@ -148,6 +150,31 @@ def _service_columns() -> list[Column]:
         ("Cluster-IP", "string", 0, lambda obj, _: (obj.get("spec") or {}).get("clusterIP", "<none>")),
         ("External-IP", "string", 0, lambda obj, _: "<none>"),
         ("Port(s)", "string", 0, ports),
+    ]
+
+
+def _pod_columns() -> list[Column]:
+    def statuses(obj: dict[str, Any]) -> list[dict[str, Any]]:
+        return list((obj.get("status") or {}).get("containerStatuses") or [])
+
+    def ready(obj: dict[str, Any], _: Any) -> str:
+        containers = (obj.get("spec") or {}).get("containers") or []
+        return f"{sum(bool(c.get('ready')) for c in statuses(obj))}/{len(containers)}"
+
+    def phase(obj: dict[str, Any], _: Any) -> str:
+        status = obj.get("status") or {}
+        for container in (status.get("initContainerStatuses") or []) + statuses(obj):
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") and waiting["reason"] not in ("Waiting", "PodInitializing"):
+                return str(waiting["reason"])
+        return str(status.get("reason") or status.get("phase") or "Pending")
+
+    return [
+        ("Ready", "string", 0, ready),
+        ("Status", "string", 0, phase),
+        ("Restarts", "integer", 0, lambda obj, _: sum(c.get("restartCount", 0) for c in statuses(obj))),
+        ("IP", "string", 1, lambda obj, _: (obj.get("status") or {}).get("podIP", "<none>")),
+        ("Node", "string", 1, lambda obj, _: (obj.get("spec") or {}).get("nodeName", "<none>")),
     ]
 
 
@@ -287,6 +314,8 @@ class ClusterApiServer(ApiServer):
             return _deployment_columns()
         if plural == "services":
             return _service_columns()
+        if plural == "pods":
+            return _pod_columns()
         return []
 
     async def _table(self, request: rendering.Request) -> dict[str, Any]:

@@ -209,6 +209,10 @@ class Pod:
     def __init__(self, agent: NodeAgent, deployment: dict[str, Any], template_hash: str, ip: str) -> None:
         meta = deployment["metadata"]
         self.agent = agent
+        self.owner_uid: str = meta.get("uid", "")
+        self.started_at = _now()
+        self.published = False  # a Pod object in the API (kubectl get pods) stands for it
+        self.reported: dict[str, Any] | None = None
         self.namespace: str = meta["namespace"]
         self.deployment: str = meta["name"]
         self.template: dict[str, Any] = json.loads(json.dumps(deployment["spec"]["template"]))
@@ -255,6 +259,74 @@ class Pod:
             "ready": self.ready,
             "containers": [vars(c).copy() for c in self.containers.values()],
         }
+
+    def manifest(self) -> dict[str, Any]:
+        """The Pod object the ReplicaSet controller would have created (owned by the Deployment here)."""
+        owner = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "name": self.deployment,
+            "uid": self.owner_uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+        annotations = dict((self.template.get("metadata") or {}).get("annotations") or {})
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": self.name,
+                "namespace": self.namespace,
+                "labels": {**self.labels, "pod-template-hash": self.template_hash[:10]},
+                "annotations": annotations,
+                "ownerReferences": [owner],
+            },
+            "spec": {**self.spec, "nodeName": "devcluster"},
+        }
+
+    def pod_status(self) -> dict[str, Any]:
+        """The Pod's status as the kubelet reports it."""
+
+        def container(spec: dict[str, Any]) -> dict[str, Any]:
+            state = self.containers[spec["name"]]
+            if state.running:
+                current: dict[str, Any] = {"running": {}}
+            elif state.reason == "Completed":
+                current = {"terminated": {"exitCode": 0, "reason": "Completed"}}
+            else:
+                current = {"waiting": {"reason": state.reason}}
+            return {
+                "name": spec["name"],
+                "image": spec.get("image", ""),
+                "ready": state.ready,
+                "started": state.started,
+                "restartCount": state.restarts,
+                "state": current,
+            }
+
+        ready = self.ready
+        initialized = self.phase in ("Running", "Stopped")
+        conditions = [
+            {"type": "PodScheduled", "status": "True"},
+            {"type": "Initialized", "status": "True" if initialized else "False"},
+            {"type": "ContainersReady", "status": "True" if ready else "False"},
+            {"type": "Ready", "status": "True" if ready else "False"},
+        ]
+        status: dict[str, Any] = {
+            "phase": {"Init": "Pending", "Stopped": "Succeeded"}.get(self.phase, self.phase),
+            "podIP": self.ip,
+            "podIPs": [{"ip": self.ip}],
+            "hostIP": "127.0.0.1",
+            "startTime": self.started_at,
+            "conditions": conditions,
+            "initContainerStatuses": [container(c) for c in self.spec.get("initContainers") or []],
+            "containerStatuses": [container(c) for c in self.spec["containers"]],
+        }
+        if self.terminating:
+            status["reason"] = "Terminating"
+        elif self.reason:
+            status["reason"], status["message"] = self.reason.split(":", 1)[0], self.reason
+        return status
 
     # --- the pod's life ---
 
@@ -636,6 +708,7 @@ class NodeAgent:
     after_sync: Callable[[], Awaitable[None]] | None = None  # e.g. the proxy following the Services
     pods: list[Pod] = field(default_factory=list)
     terminating: list[Pod] = field(default_factory=list)  # stopping: out of the endpoints, still running
+    _published: dict[tuple[str, str], Pod] = field(default_factory=dict)  # pods with a Pod object
     secrets: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     configmaps: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     services: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
@@ -705,6 +778,34 @@ class NodeAgent:
         for key, deployment in wanted.items():
             await self._reconcile(key, deployment)
         self._write_snapshot()
+        await self._publish()
+
+    async def _publish(self) -> None:
+        """Pod objects for the pods that run (created, status kept current, deleted once stopped)."""
+        assert self._session is not None
+        running = {(p.namespace, p.name): p for p in self.pods + self.terminating}
+        for (namespace, name), pod in running.items():
+            base = f"{self.api_url}/api/v1/namespaces/{namespace}/pods"
+            if (namespace, name) not in self._published:
+                self._published[namespace, name] = pod
+                async with self._session.post(base, json=pod.manifest()) as response:
+                    pod.published = response.status < 300
+                    if not pod.published:
+                        log.warning("Pod %s/%s not admitted: %s", namespace, name, await response.text())
+            status = pod.pod_status()
+            if pod.published and status != pod.reported:
+                headers = {"Content-Type": "application/merge-patch+json"}
+                body = json.dumps({"status": status})
+                async with self._session.patch(
+                    f"{base}/{name}/status", data=body, headers=headers
+                ) as response:
+                    if response.status < 300:
+                        pod.reported = status
+        for namespace, name in set(self._published) - set(running):
+            if self._published.pop((namespace, name)).published:
+                url = f"{self.api_url}/api/v1/namespaces/{namespace}/pods/{name}"
+                async with self._session.delete(url) as response:
+                    await response.read()  # 404: collected with its Deployment already
 
     def _retire(self, pod: Pod, grace: float | None = None) -> None:
         if pod in self.pods:

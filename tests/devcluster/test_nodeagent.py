@@ -189,6 +189,18 @@ async def test_a_deployment_runs_as_local_processes_and_its_service_reaches_it(r
     direct = redis.Redis(host=pod.ip, port=6379, password=PASSWORD, socket_timeout=5)
     assert await asyncio.to_thread(direct.get, "k") == b"v"
 
+    # The pod is in the API as the ReplicaSet controller and the kubelet would have it (kubectl get pods).
+    async def published() -> Any:
+        items = (await running.call("GET", f"{CORE}/pods"))["items"]
+        ready = [i for i in items if {"type": "Ready", "status": "True"} in i["status"]["conditions"]]
+        return ready
+
+    (obj,) = await eventually(published, what="a Ready Pod object")
+    assert obj["metadata"]["name"] == pod.name
+    assert obj["status"]["podIP"] == pod.ip
+    assert obj["metadata"]["ownerReferences"][0]["kind"] == "Deployment"
+    assert obj["status"]["containerStatuses"][0]["restartCount"] == 0
+
 
 async def test_scale_up_and_down_and_delete_stop_the_processes(running: Running) -> None:
     await setup_redis(running)
@@ -209,6 +221,11 @@ async def test_scale_up_and_down_and_delete_stop_the_processes(running: Running)
     pids = running.pids("cache")
     await running.call("DELETE", f"{APPS}/cache")
     await eventually(lambda: not running.pods("cache"), what="the pods of a deleted Deployment stop")
+
+    async def no_pod_object() -> bool:
+        return not (await running.call("GET", f"{CORE}/pods"))["items"]
+
+    await eventually(no_pod_object, what="no Pod object left")
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)

@@ -105,6 +105,16 @@ def test_a_killed_server_restarts_and_the_status_shows_it(devcluster: DevCluster
     restarted = next(c for c in pod["containers"] if c["name"] == "server")
     assert restarted["restarts"] == 1
     assert restarted["pid"] != server["pid"]
+    restarts = devcluster.kubectl(
+        "-n",
+        NS,
+        "get",
+        "pod",
+        pod["name"],
+        "-o",
+        'jsonpath={.status.containerStatuses[?(@.name=="server")].restartCount}',
+    )
+    assert restarts == "1"
     assert not alive(server["pid"])
     predict(f"http://{devcluster.address(alpha, NS)}:8000", f"/{alpha}")
 
