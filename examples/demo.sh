@@ -133,6 +133,7 @@ sleep 1
 run kubectl -n sentiment get sentimentmodel project -o wide
 run kubectl -n sentiment rollout status deployment/project --timeout="${READY_TIMEOUT}s" \
   || fail "the rollout did not finish"
+run kubectl -n sentiment get pods -l app.kubernetes.io/instance=project
 run kubectl -n sentiment wait sm/project --for=condition=Ready --timeout="${READY_TIMEOUT}s" || fail "not Ready"
 run kubectl -n sentiment get sentimentmodel project -o wide
 run "curl -s $BASE/project/model | python -c 'import json,sys; m=json.load(sys.stdin); print(\"precision:\", m[\"precision\"])'"

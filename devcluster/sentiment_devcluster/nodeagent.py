@@ -796,11 +796,14 @@ class NodeAgent:
             if pod.published and status != pod.reported:
                 headers = {"Content-Type": "application/merge-patch+json"}
                 body = json.dumps({"status": status})
-                async with self._session.patch(
-                    f"{base}/{name}/status", data=body, headers=headers
-                ) as response:
+                url = f"{base}/{name}/status"
+                async with self._session.patch(url, data=body, headers=headers) as response:
                     if response.status < 300:
                         pod.reported = status
+                    elif response.status == 404:  # deleted by someone else: the kubelet would recreate it
+                        log.warning("Pod object %s/%s was deleted; it is created again", namespace, name)
+                        del self._published[namespace, name]
+                        pod.published, pod.reported = False, None
         for namespace, name in set(self._published) - set(running):
             if self._published.pop((namespace, name)).published:
                 url = f"{self.api_url}/api/v1/namespaces/{namespace}/pods/{name}"
