@@ -35,6 +35,12 @@ def spec_table() -> str:
     return reference().strip()
 
 
+def status_table() -> str:
+    from sentiment_operator.crd import status_reference
+
+    return status_reference().strip()
+
+
 def metrics_table() -> str:
     from sentiment_inference.metrics import Metrics
 
@@ -48,7 +54,12 @@ def metrics_table() -> str:
     return "\n".join(rows)
 
 
-BLOCKS: dict[str, Callable[[], str]] = {"env": env_table, "spec": spec_table, "metrics": metrics_table}
+BLOCKS: dict[str, Callable[[], str]] = {
+    "env": env_table,
+    "spec": spec_table,
+    "status": status_table,
+    "metrics": metrics_table,
+}
 
 
 def _pattern(name: str) -> re.Pattern[str]:

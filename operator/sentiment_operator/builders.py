@@ -9,40 +9,40 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar, Final
+from typing import Any, Final
 
-from .podsecurity import RESTRICTED_CONTAINER_CONTEXT, restricted_pod_context
-from .spec import (
+from .names import (
+    ANNOTATION_CONFIG_HASH,
+    ANNOTATION_REDIS_AUTH_VERSION,
     API_VERSION,
+    APP_INFERENCE,
+    COMPONENT_CACHE,
+    COMPONENT_CANARY,
+    COMPONENT_INFERENCE,
+    DEFAULT_CLUSTER_DOMAIN,
+    FETCH_MODEL_CONTAINER,
     KIND,
-    SERVER_CONTAINER_NAME,
-    ModelSpec,
-    SentimentModelSpec,
+    LABEL_INSTANCE,
+    LABEL_NAME,
+    REDIS_CONFIG_KEY,
+    REDIS_PASSWORD_KEY,
+    REDIS_PORT,
+    SERVER_CONTAINER,
+    WAIT_REDIS_CHECKS,
+    WAIT_REDIS_CONTAINERS,
+    canary_name,
+    labels,
+    redis_auth_secret_name,
+    redis_name,
+    redis_url,
+    selector_labels,
+    service_host,
 )
+from .podsecurity import RESTRICTED_CONTAINER_CONTEXT, restricted_pod_context
+from .spec import ModelSpec, SentimentModelSpec
 
 Manifest = dict[str, Any]
 
-MANAGED_BY = "sentiment-operator"
-PART_OF = "sentiment-model"
-APP_INFERENCE = "sentiment-inference"
-APP_REDIS = "redis"
-
-COMPONENT_INFERENCE = "inference"
-COMPONENT_CANARY = "canary"
-COMPONENT_CACHE = "cache"
-
-LABEL_NAME = "app.kubernetes.io/name"
-LABEL_INSTANCE = "app.kubernetes.io/instance"
-LABEL_COMPONENT = "app.kubernetes.io/component"
-LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
-LABEL_PART_OF = "app.kubernetes.io/part-of"
-
-ANNOTATION_CONFIG_HASH = "serving.sentiment.dev/config-hash"
-ANNOTATION_REDIS_AUTH_VERSION = "serving.sentiment.dev/redis-auth-version"
-
-REDIS_PORT = 6379
-REDIS_PASSWORD_KEY = "password"
-REDIS_CONFIG_KEY = "redis.conf"  # the managed Redis reads its password from this file, never from argv or env
 # Where Redis credentials are mounted as files (kept out of env vars and command lines, which /proc shows).
 REDIS_AUTH_VOLUME = "redis-auth"
 REDIS_AUTH_MOUNT = "/var/run/secrets/sentiment/redis"
@@ -58,28 +58,6 @@ TMP_VOLUME = "tmp"
 TERMINATION_GRACE_SECONDS = 30
 PRESTOP_SLEEP_SECONDS = 5
 WAIT_REDIS_TIMEOUT_SECONDS = 300
-# The cluster's DNS domain (kubelet --cluster-domain); the operator's --cluster-domain overrides it.
-DEFAULT_CLUSTER_DOMAIN = "cluster.local"
-
-
-# --- names -----------------------------------------------------------------------------------------------
-
-
-def canary_name(name: str) -> str:
-    return f"{name}-canary"
-
-
-def redis_name(name: str) -> str:
-    return f"{name}-redis"
-
-
-def redis_auth_secret_name(name: str) -> str:
-    return f"{name}-redis-auth"
-
-
-def service_host(name: str, namespace: str, cluster_domain: str = DEFAULT_CLUSTER_DOMAIN) -> str:
-    """Fully qualified in-cluster DNS name of a Service."""
-    return f"{name}.{namespace}.svc.{cluster_domain}"
 
 
 def inference_url(
@@ -94,29 +72,6 @@ def inference_url(
 def gateway_path(name: str, spec: SentimentModelSpec) -> str | None:
     """The path prefix on the Istio gateway (status.gatewayPath), or None when routing is off."""
     return spec.gateway_prefix(name) if spec.routing.enabled else None
-
-
-def redis_url(name: str, namespace: str) -> str:
-    """The managed Redis URL (no credentials: the password comes from the Secret separately)."""
-    return f"redis://{redis_name(name)}.{namespace}.svc:{REDIS_PORT}/0"
-
-
-# --- labels and metadata ---------------------------------------------------------------------------------
-
-
-def instance_selector(name: str) -> dict[str, str]:
-    """Labels carried by every child of one SentimentModel (use as the label selector when pruning)."""
-    return {LABEL_INSTANCE: name, LABEL_MANAGED_BY: MANAGED_BY}
-
-
-def selector_labels(name: str, component: str) -> dict[str, str]:
-    """Immutable pod selector of a Deployment (never add labels here: selectors cannot change)."""
-    app = APP_REDIS if component == COMPONENT_CACHE else APP_INFERENCE
-    return {LABEL_NAME: app, LABEL_INSTANCE: name, LABEL_COMPONENT: component}
-
-
-def labels(name: str, component: str) -> dict[str, str]:
-    return {**selector_labels(name, component), LABEL_MANAGED_BY: MANAGED_BY, LABEL_PART_OF: PART_OF}
 
 
 def owner_reference(name: str, uid: str) -> dict[str, Any]:
@@ -285,7 +240,7 @@ def _init_containers(
     if download is not None:
         containers.append(
             {
-                "name": "fetch-model",
+                "name": FETCH_MODEL_CONTAINER,
                 "image": variant.image,
                 "imagePullPolicy": spec.image_pull_policy,
                 "command": ["sentiment-fetch-model"],
@@ -313,10 +268,10 @@ def _init_containers(
             }
         )
     if spec.cache.mode != "disabled":
-        for check in ("dns", "ping"):
+        for check, container_name in zip(WAIT_REDIS_CHECKS, WAIT_REDIS_CONTAINERS, strict=True):
             containers.append(
                 {
-                    "name": f"wait-redis-{check}",
+                    "name": container_name,
                     "image": variant.image,
                     "imagePullPolicy": spec.image_pull_policy,
                     "command": ["sentiment-wait-redis"],
@@ -359,7 +314,7 @@ def _server_container(
     elif source.download is not None:
         mounts.append({"name": MODEL_VOLUME, "mountPath": MODEL_MOUNT, "readOnly": True})
     container: dict[str, Any] = {
-        "name": SERVER_CONTAINER_NAME,
+        "name": SERVER_CONTAINER,
         "image": variant.image,
         "imagePullPolicy": spec.image_pull_policy,
         "ports": [{"name": "http", "containerPort": spec.server.port, "protocol": "TCP"}],
@@ -565,6 +520,14 @@ def _hpa(name: str, namespace: str, spec: SentimentModelSpec, variant: _Variant,
 
 
 # --- managed Redis ---------------------------------------------------------------------------------------
+
+
+def redis_auth_secret(
+    name: str, namespace: str, spec: SentimentModelSpec, uid: str | None
+) -> Manifest | None:
+    """The managed Redis password Secret, or None without a managed Redis. The reconciler ensures it first:
+    its uid goes into the pod templates (``build_children``'s ``redis_auth_version``)."""
+    return _redis_secret(name, namespace, uid) if spec.cache.mode == "managed" else None
 
 
 def _redis_secret(name: str, namespace: str, uid: str | None) -> Manifest:
@@ -814,18 +777,6 @@ class Children:
     virtual_service: Manifest | None = None
     network_policies: tuple[Manifest, ...] = ()
 
-    # Every (apiVersion, kind) the operator may create: list these by instance_selector(name) to prune what a
-    # disabled feature left behind. The order is the apply order.
-    MANAGED_KINDS: ClassVar[tuple[tuple[str, str], ...]] = (
-        ("networking.k8s.io/v1", "NetworkPolicy"),
-        ("v1", "Secret"),
-        ("v1", "Service"),
-        ("apps/v1", "Deployment"),
-        ("policy/v1", "PodDisruptionBudget"),
-        ("autoscaling/v2", "HorizontalPodAutoscaler"),
-        ("networking.istio.io/v1", "VirtualService"),
-    )
-
     def __post_init__(self) -> None:
         # Builders reuse small dicts (probes, secret refs); give every object its own copy so a caller that
         # mutates one object (or a YAML dumper that tracks identity) never sees another change.
@@ -900,7 +851,7 @@ def build_children(
             _inference_deployment(name, namespace, spec, canary, uid, redis_auth_version) if canary else None
         ),
         canary_service=_inference_service(name, namespace, spec, canary, uid) if canary else None,
-        redis_auth_secret=_redis_secret(name, namespace, uid) if managed else None,
+        redis_auth_secret=redis_auth_secret(name, namespace, spec, uid),
         redis_deployment=_redis_deployment(name, namespace, spec, uid, redis_auth_version)
         if managed
         else None,

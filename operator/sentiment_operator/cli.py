@@ -12,7 +12,8 @@ from typing import Any, TextIO
 import yaml
 
 from .builders import build_children
-from .spec import API_VERSION, KIND, InvalidSpecError, parse_spec
+from .names import API_VERSION, KIND
+from .spec import InvalidSpecError, parse_spec
 
 EXIT_INVALID = 2
 

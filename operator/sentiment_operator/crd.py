@@ -18,95 +18,28 @@ from typing import Any
 
 import yaml
 
+from .names import GROUP, KIND, LABEL_NAME, LABEL_PART_OF, MANAGED_BY, PLURAL, VERSION
 from .spec import (
-    GROUP,
-    KIND,
     MAX_NAME_LENGTH,
-    PLURAL,
     SHORT_NAMES,
     SINGULAR,
-    VERSION,
     SentimentModelSpec,
 )
+from .status import Condition
+from .status_model import SentimentModelStatus
 
 Schema = dict[str, Any]
 
 _DROP_KEYS = frozenset({"title"})
 _KEY_ORDER = ("type", "description", "default", "required", "properties")
 
-CONDITION_SCHEMA: Schema = {
-    "type": "object",
-    "description": "One aspect of the SentimentModel's state (Kubernetes API conventions).",
-    "required": ["type", "status"],
-    "properties": {
-        "type": {
-            "type": "string",
-            "description": "Ready (summary), Available, CacheReady, Autoscaling or Routing.",
-            "maxLength": 316,
-        },
-        "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
-        "reason": {
-            "type": "string",
-            "description": "CamelCase reason for the last transition.",
-            "maxLength": 1024,
-        },
-        "message": {"type": "string", "description": "Human-readable details.", "maxLength": 32768},
-        "lastTransitionTime": {
-            "type": "string",
-            "format": "date-time",
-            "description": "When status last changed.",
-        },
-        "observedGeneration": {
-            "type": "integer",
-            "format": "int64",
-            "minimum": 0,
-            "description": "The metadata.generation this condition was computed for.",
-        },
-    },
-}
-
-STATUS_SCHEMA: Schema = {
-    "type": "object",
-    "description": "Observed state, written by the operator.",
-    "properties": {
-        "observedGeneration": {
-            "type": "integer",
-            "format": "int64",
-            "description": "The metadata.generation the operator last reconciled.",
-        },
-        "conditions": {
-            "type": "array",
-            "description": "Ready is the summary; Available, CacheReady, Autoscaling and Routing explain it.",
-            "items": CONDITION_SCHEMA,
-            "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["type"],
-            "maxItems": 16,
-        },
-        "replicas": {"type": "integer", "format": "int32", "description": "Desired server replicas."},
-        "readyReplicas": {"type": "integer", "format": "int32", "description": "Ready server replicas."},
-        "updatedReplicas": {
-            "type": "integer",
-            "format": "int32",
-            "description": "Server replicas running the current pod template.",
-        },
-        "replicasSummary": {"type": "string", "description": 'Ready/desired server replicas, e.g. "2/3".'},
-        "url": {
-            "type": "string",
-            "nullable": True,
-            "description": "In-cluster URL of the API, "
-            "http://<name>.<namespace>.svc.<cluster domain>:<port><prefix> "
-            "(the operator's --cluster-domain, default cluster.local).",
-        },
-        "gatewayPath": {
-            "type": "string",
-            "nullable": True,
-            "description": "Path prefix on the Istio gateway when routing is enabled.",
-        },
-    },
-}
-
+_READY = Condition.READY.value
 PRINTER_COLUMNS: list[Schema] = [
-    {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+    {
+        "name": _READY,
+        "type": "string",
+        "jsonPath": f'.status.conditions[?(@.type=="{_READY}")].status',
+    },
     {"name": "Replicas", "type": "string", "jsonPath": ".status.replicasSummary"},
     {"name": "Model", "type": "string", "jsonPath": ".spec.model.id"},
     {"name": "Path", "type": "string", "jsonPath": ".status.gatewayPath"},
@@ -116,7 +49,7 @@ PRINTER_COLUMNS: list[Schema] = [
     {
         "name": "Reason",
         "type": "string",
-        "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+        "jsonPath": f'.status.conditions[?(@.type=="{_READY}")].reason',
         "priority": 1,
     },
 ]
@@ -208,6 +141,13 @@ def structural(node: Schema, defs: dict[str, Schema]) -> Schema:
     return {**{key: out[key] for key in first}, **{k: v for k, v in out.items() if k not in first}}
 
 
+def status_schema() -> Schema:
+    """The structural openAPIV3Schema of ``.status``, from :class:`status_model.SentimentModelStatus`."""
+    raw = SentimentModelStatus.model_json_schema(by_alias=True, mode="serialization")
+    defs = raw.pop("$defs", {})
+    return structural(raw, defs)
+
+
 def spec_schema() -> Schema:
     """The structural openAPIV3Schema of ``.spec``."""
     raw = SentimentModelSpec.model_json_schema(by_alias=True, mode="validation")
@@ -224,10 +164,7 @@ def crd() -> Schema:
         "kind": "CustomResourceDefinition",
         "metadata": {
             "name": f"{PLURAL}.{GROUP}",
-            "labels": {
-                "app.kubernetes.io/name": "sentiment-operator",
-                "app.kubernetes.io/part-of": "sentiment-operator",
-            },
+            "labels": {LABEL_NAME: MANAGED_BY, LABEL_PART_OF: MANAGED_BY},
         },
         "spec": {
             "group": GROUP,
@@ -258,7 +195,7 @@ def crd() -> Schema:
                                 "kind": {"type": "string"},
                                 "metadata": {"type": "object"},
                                 "spec": spec_schema(),
-                                "status": copy.deepcopy(STATUS_SCHEMA),
+                                "status": status_schema(),
                             },
                             "x-kubernetes-validations": copy.deepcopy(ROOT_VALIDATIONS),
                         }
@@ -316,6 +253,21 @@ def _rows(node: Schema, path: str) -> list[str]:
         ):
             rows += _rows(sub["items"], f"{child}[]")
     return rows
+
+
+def status_reference() -> str:
+    """A Markdown table of every status field, generated from the status model like the CRD."""
+    rows = ["| Field | Type | Meaning |", "| --- | --- | --- |"]
+    fields = list(status_schema()["properties"].items())
+    conditions = dict(fields)["conditions"]["items"]["properties"]
+    fields += [(f"conditions[].{name}", node) for name, node in conditions.items()]
+    for name, node in fields:
+        kind = "list of conditions" if node.get("type") == "array" else str(node.get("type"))
+        if "enum" in node:
+            kind = " \\| ".join(node["enum"])
+        description = " ".join(str(node.get("description", "")).split()).replace("|", "\\|")
+        rows.append(f"| `status.{name}` | {kind} | {description} |")
+    return "\n".join(rows) + "\n"
 
 
 def reference() -> str:

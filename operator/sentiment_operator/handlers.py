@@ -18,30 +18,27 @@ from typing import Any, Final, cast
 
 import kopf
 
+from sentiment_operator import kinds
 from sentiment_operator import kube as kube_mod
-from sentiment_operator.builders import DEFAULT_CLUSTER_DOMAIN
-from sentiment_operator.kube import INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL, Kube, KubeError
+from sentiment_operator.events import EventReason
+from sentiment_operator.kube import Kube, KubeError
+from sentiment_operator.names import (
+    CHILD_SELECTOR,
+    DEFAULT_CLUSTER_DOMAIN,
+    GROUP,
+    LABEL_INSTANCE,
+    LABEL_MANAGED_BY,
+    MANAGED_BY,
+    PLURAL,
+    VERSION,
+)
 from sentiment_operator.reconciler import Reconciler, Result
-from sentiment_operator.spec import GROUP, PLURAL, VERSION
 
 logger = logging.getLogger(__name__)
 
 DOMAIN: Final = GROUP  # kopf's annotations and finalizer live under our API group
 FINALIZER: Final = f"{DOMAIN}/finalizer"
 HANDLER_ID: Final = "reconcile"
-
-# Children whose changes (deleted, hand-edited, readiness) trigger a reconcile of their owner.
-WATCHED_CHILDREN: Final[tuple[tuple[str, str, str], ...]] = (
-    ("apps", "v1", "deployments"),
-    ("", "v1", "services"),
-    ("autoscaling", "v2", "horizontalpodautoscalers"),
-    ("networking.k8s.io", "v1", "networkpolicies"),
-    ("networking.istio.io", "v1", "virtualservices"),
-)
-
-
-# Server-side label selector of the child watches: ours, and naming the SentimentModel they belong to.
-CHILD_SELECTOR: Final = f"{MANAGED_BY_LABEL}={MANAGED_BY},{INSTANCE_LABEL}"
 
 
 def default_kube() -> Kube:
@@ -181,7 +178,7 @@ def configure_settings(settings: kopf.OperatorSettings, config: OperatorConfig) 
     settings.networking.connect_timeout = 30
     # The children's lists and watches are filtered by the API server: the operator never receives (nor holds
     # in memory) the cluster's other Deployments, Services, HPAs, PDBs and NetworkPolicies.
-    for group, version, plural in WATCHED_CHILDREN:
+    for group, version, plural in kinds.watched_resources():
         settings.watching.label_selectors[group, version, plural] = CHILD_SELECTOR
     if config.settings_hook is not None:
         config.settings_hook(settings)
@@ -231,15 +228,16 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig | None = No
         await _reconcile_or_raise(_runtime(memo), body, namespace or "", name, int(kwargs.get("retry") or 0))
 
     def _owned(labels: kopf.Labels, **_: Any) -> bool:
-        return labels.get(MANAGED_BY_LABEL) == MANAGED_BY and bool(labels.get(INSTANCE_LABEL))
+        return labels.get(LABEL_MANAGED_BY) == MANAGED_BY and bool(labels.get(LABEL_INSTANCE))
 
-    for group, version, plural in WATCHED_CHILDREN:
+    # Children whose changes (deleted, hand-edited, readiness) trigger a reconcile of their owner.
+    for group, version, plural in kinds.watched_resources():
 
         @kopf.on.event(group, version, plural, id=f"owner-of-{plural}", when=_owned, registry=registry)
         async def child_changed(
             body: kopf.Body, type: str | None, labels: kopf.Labels, namespace: str | None, memo: Any, **_: Any
         ) -> None:
-            owner = labels.get(INSTANCE_LABEL)
+            owner = labels.get(LABEL_INSTANCE)
             if namespace and owner:
                 runtime = _runtime(memo)
                 # Our own creates come back as ADDED, the controllers' status writes as MODIFIED: if the
@@ -259,11 +257,11 @@ async def _reconcile_or_raise(
     except (kube_mod.Transient, kube_mod.Conflict) as exc:
         delay = retry_delay(runtime.config, retry)
         runtime.set_backoff(namespace, name, delay)
-        kopf.warn(body, reason="ReconcileRetrying", message=f"{exc}; retrying in {delay:.0f}s")
+        kopf.warn(body, reason=EventReason.RECONCILE_RETRYING, message=f"{exc}; retrying in {delay:.0f}s")
         raise kopf.TemporaryError(str(exc), delay=delay) from None
     except KubeError as exc:
         runtime.set_backoff(namespace, name, None)
-        kopf.warn(body, reason="ReconcileFailed", message=str(exc))
+        kopf.warn(body, reason=EventReason.RECONCILE_FAILED, message=str(exc))
         raise kopf.PermanentError(str(exc)) from None
     runtime.set_backoff(namespace, name, None)
     if result is not None:

@@ -29,6 +29,9 @@ import kubernetes.client
 import kubernetes.config
 import urllib3.exceptions
 
+from sentiment_operator.kinds import SECRET, Kind, known_kinds
+from sentiment_operator.names import FIELD_MANAGER, LABEL_MANAGED_BY, MANAGED_BY
+
 logger = logging.getLogger(__name__)
 
 Outcome = Literal["created", "updated", "unchanged"]
@@ -42,11 +45,6 @@ class Applied:
 
     outcome: Outcome
     live: JSONObj
-
-
-MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
-INSTANCE_LABEL: Final = "app.kubernetes.io/instance"
-MANAGED_BY: Final = "sentiment-operator"
 
 
 class KubeError(Exception):
@@ -86,59 +84,9 @@ class Transient(KubeError):
     """5xx, 429, timeouts, broken connections: worth retrying with a backoff."""
 
 
-@dataclass(frozen=True)
-class Kind:
-    """Where a kind lives in the REST API."""
-
-    api_version: str
-    kind: str
-    plural: str
-    namespaced: bool = True
-
-    @property
-    def group(self) -> str:
-        return self.api_version.rpartition("/")[0]
-
-    @property
-    def version(self) -> str:
-        return self.api_version.rpartition("/")[2]
-
-    def collection_path(self, namespace: str | None) -> str:
-        base = f"/apis/{self.api_version}" if self.group else f"/api/{self.api_version}"
-        if self.namespaced and namespace is not None:
-            return f"{base}/namespaces/{namespace}/{self.plural}"
-        return f"{base}/{self.plural}"
-
-    def object_path(self, namespace: str | None, name: str, subresource: str | None = None) -> str:
-        path = f"{self.collection_path(namespace)}/{name}"
-        return f"{path}/{subresource}" if subresource else path
-
-    @property
-    def group_version_path(self) -> str:
-        return f"/apis/{self.api_version}" if self.group else f"/api/{self.api_version}"
-
-
-_KINDS: Final[tuple[Kind, ...]] = (
-    Kind("v1", "Service", "services"),
-    Kind("v1", "Secret", "secrets"),
-    Kind("v1", "Event", "events"),
-    Kind("apps/v1", "Deployment", "deployments"),
-    Kind("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
-    Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
-    Kind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
-    Kind("networking.istio.io/v1", "VirtualService", "virtualservices"),
-    Kind("networking.istio.io/v1beta1", "VirtualService", "virtualservices"),
-    Kind("networking.istio.io/v1alpha3", "VirtualService", "virtualservices"),
-    Kind("serving.sentiment.dev/v1alpha1", "SentimentModel", "sentimentmodels"),
-)
-KINDS: Final[Mapping[tuple[str, str], Kind]] = {(k.api_version, k.kind): k for k in _KINDS}
-SENTIMENT_MODEL: Final = KINDS["serving.sentiment.dev/v1alpha1", "SentimentModel"]
-SECRET: Final = KINDS["v1", "Secret"]
-
-
 def kind_of(api_version: str, kind: str) -> Kind:
     try:
-        return KINDS[api_version, kind]
+        return known_kinds()[api_version, kind]
     except KeyError:
         raise ValueError(f"The operator does not manage {kind} ({api_version})") from None
 
@@ -157,7 +105,6 @@ def describe(obj: Mapping[str, Any]) -> str:
 
 # The one field manager the operator applies children as (https://kubernetes.io/docs/reference/using-api/
 # server-side-apply/#using-server-side-apply-in-a-controller: one manager, force on conflicts).
-FIELD_MANAGER: Final = "sentiment-operator"
 APPLY_PATCH: Final = "application/apply-patch+yaml"
 JSON_PATCH: Final = "application/json-patch+json"
 
@@ -221,7 +168,7 @@ def is_owned_by(obj: Mapping[str, Any], owner_uid: str | None) -> bool:
     """Whether an object carries our labels and (when the owner's uid is known) an ownerReference to it."""
     meta = obj.get("metadata", {})
     labels = meta.get("labels") or {}
-    if labels.get(MANAGED_BY_LABEL) != MANAGED_BY:
+    if labels.get(LABEL_MANAGED_BY) != MANAGED_BY:
         return False
     if owner_uid is None:
         return True
@@ -454,7 +401,11 @@ class Kube:
                     ) from exc
                 version = (migrated or {}).get("metadata", {}).get("resourceVersion")
                 logger.info("Migrated %s to server-side apply", describe(desired))
-        result = await self.apply(desired)
+        # The resourceVersion we read (and checked ownership at) is the apply's precondition: an object
+        # replaced or changed in between fails with 409 Conflict, and the retry reads it again.
+        result = await self.apply(
+            desired if version is None else {**desired, "metadata": {**meta, "resourceVersion": version}}
+        )
         self._applied[path] = (digest, _fingerprint(result))
         if live is None:
             logger.info("Created %s", describe(desired))

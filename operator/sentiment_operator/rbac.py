@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Final
 
+from sentiment_operator import kinds
+
 Permission = tuple[str, str, str]
 
-_CHILD_VERBS: Final = ("get", "list", "watch", "create", "patch", "delete")
-
-REQUIRED_PERMISSIONS: Final[frozenset[Permission]] = frozenset(
+# What the operator needs beyond its children (whose rules come from the kinds registry).
+_OWN_PERMISSIONS: Final[frozenset[Permission]] = frozenset(
     {
         # The custom resource: kopf lists/watches it and patches its annotations (progress, diff-base) and,
         # while handlers exist, its finalizer; the reconciler reads it and writes status via the subresource.
@@ -27,19 +28,6 @@ REQUIRED_PERMISSIONS: Final[frozenset[Permission]] = frozenset(
         # the OwnerReferencesPermissionEnforcement admission plugin (OpenShift, hardened clusters) allows
         # only to a user who may update the owner's finalizers; without it every child create is a 403.
         ("serving.sentiment.dev", "sentimentmodels/finalizers", "update"),
-        # Children: read, server-side apply, prune; watched so drift and readiness trigger a reconcile. An
-        # apply that creates the object is authorized as patch and as create.
-        *(("apps", "deployments", verb) for verb in _CHILD_VERBS),
-        *(("", "services", verb) for verb in _CHILD_VERBS),
-        *(("autoscaling", "horizontalpodautoscalers", verb) for verb in _CHILD_VERBS),
-        *(("policy", "poddisruptionbudgets", verb) for verb in _CHILD_VERBS),
-        *(("networking.k8s.io", "networkpolicies", verb) for verb in _CHILD_VERBS),
-        *(("networking.istio.io", "virtualservices", verb) for verb in _CHILD_VERBS),
-        # The generated Redis password: created once, read by name, deleted when the cache is turned off.
-        # Deliberately no list/watch/patch: listing Secrets would expose every Secret in the namespace.
-        ("", "secrets", "get"),
-        ("", "secrets", "create"),
-        ("", "secrets", "delete"),
         # Events on SentimentModels (kopf.event / kopf.warn).
         ("", "events", "create"),
         # kopf's cluster scanning: which namespaces exist and whether CRDs (ours, Istio's) appear or vanish.
@@ -50,6 +38,17 @@ REQUIRED_PERMISSIONS: Final[frozenset[Permission]] = frozenset(
     }
 )
 
+
+def required_permissions() -> frozenset[Permission]:
+    """Every permission ``run`` needs: its own, and each child kind's from :data:`kinds.CHILD_KINDS` (read,
+    server-side apply, prune; watched kinds also list and watch; the Secret only get/create/delete, since
+    listing Secrets would expose every Secret in the namespace). An apply that creates the object is
+    authorized as patch and as create."""
+    return _OWN_PERMISSIONS | frozenset(kinds.child_permissions())
+
+
+REQUIRED_PERMISSIONS: Final = required_permissions()
+
 # Only with --peering (several operator replicas, one active): kopf's peering objects (kopf.dev CRDs).
 PEERING_PERMISSIONS: Final[frozenset[Permission]] = frozenset(
     ("kopf.dev", resource, verb)
@@ -58,10 +57,10 @@ PEERING_PERMISSIONS: Final[frozenset[Permission]] = frozenset(
 )
 
 
-def cluster_role_rules(
-    permissions: frozenset[Permission] = REQUIRED_PERMISSIONS,
-) -> list[dict[str, list[str]]]:
+def cluster_role_rules(permissions: frozenset[Permission] | None = None) -> list[dict[str, list[str]]]:
     """ClusterRole ``rules``: one rule per (group, resource), sorted verbs, deterministic, no wildcards."""
+    if permissions is None:
+        permissions = required_permissions()
     verbs: dict[tuple[str, str], set[str]] = defaultdict(set)
     for group, resource, verb in permissions:
         verbs[group, resource].add(verb)

@@ -11,15 +11,12 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final
 
-from sentiment_operator import builders, status
+from sentiment_operator import builders, events, kinds, names, status
+from sentiment_operator.events import Event
+from sentiment_operator.kinds import SENTIMENT_MODEL
 from sentiment_operator.kube import (
-    INSTANCE_LABEL,
-    MANAGED_BY,
-    MANAGED_BY_LABEL,
-    SECRET,
-    SENTIMENT_MODEL,
     Forbidden,
     Invalid,
     JSONObj,
@@ -31,24 +28,11 @@ from sentiment_operator.kube import (
     is_owned_by,
     kind_of,
 )
-from sentiment_operator.spec import InvalidSpecError, SentimentModelSpec, parse_spec
+from sentiment_operator.spec import InvalidSpecError, parse_spec
 
 logger = logging.getLogger(__name__)
 
-EventType = Literal["Normal", "Warning"]
-VIRTUAL_SERVICE_KIND: Final = "VirtualService"
-# The VirtualService versions we can write, newest first: the builders render v1 (Istio >= 1.22); Istio
-# before 1.22 serves the same schema as v1beta1 only.
-VIRTUAL_SERVICE_VERSIONS: Final = ("networking.istio.io/v1", "networking.istio.io/v1beta1")
-
-
-@dataclass(frozen=True)
-class Event:
-    """A Kubernetes Event to post on the SentimentModel (the handler layer posts it)."""
-
-    type: EventType
-    reason: str
-    message: str
+VIRTUAL_SERVICE_KIND: Final = kinds.VIRTUAL_SERVICE.kind
 
 
 @dataclass
@@ -76,7 +60,7 @@ class Reconciler:
         kube: Kube,
         *,
         clock: Callable[[], str] = _now,
-        cluster_domain: str = builders.DEFAULT_CLUSTER_DOMAIN,
+        cluster_domain: str = names.DEFAULT_CLUSTER_DOMAIN,
     ) -> None:
         self.kube = kube
         self.clock = clock
@@ -122,24 +106,16 @@ class Reconciler:
             new_status = status.invalid_status(
                 error=error, generation=generation, previous=previous, now=self.clock()
             )
-            before = status.ready_of(previous)
-            if not (
-                before is not None
-                and before.get("reason") == status.INVALID_SPEC
-                and before.get("message") == f"{error.field}: {error.message}"
-            ):
-                result.events.append(Event("Warning", status.INVALID_SPEC, f"{error.field}: {error.message}"))
+            result.events += events.invalid_spec_events(previous, f"{error.field}: {error.message}")
             await self._write_status(namespace, name, previous, new_status, result)
             return result
 
         # The managed Redis password Secret comes first: the pod templates carry its uid.
         auth_version: str | None = None
-        draft = builders.build_children(name, namespace, spec, uid=uid, cluster_domain=self.cluster_domain)
-        if draft.redis_auth_secret is not None:
-            outcome, auth_version = await self.kube.ensure_secret(
-                draft.redis_auth_secret, builders.redis_auth_data
-            )
-            result.applied[describe(draft.redis_auth_secret)] = outcome
+        secret = builders.redis_auth_secret(name, namespace, spec, uid)
+        if secret is not None:
+            outcome, auth_version = await self.kube.ensure_secret(secret, builders.redis_auth_data)
+            result.applied[describe(secret)] = outcome
         children = builders.build_children(
             name,
             namespace,
@@ -193,7 +169,13 @@ class Reconciler:
             now=self.clock(),
             not_owned=result.not_owned,
         )
-        self._change_events(result, previous, new_status, spec)
+        result.events += events.change_events(
+            applied=result.applied,
+            deleted=result.deleted,
+            previous=previous,
+            new_status=new_status,
+            routing_enabled=spec.routing.enabled,
+        )
         await self._write_status(namespace, name, previous, new_status, result)
         return result
 
@@ -242,7 +224,13 @@ class Reconciler:
                 previous=previous,
                 now=self.clock(),
             )
-            self._change_events(result, previous, new_status, spec)
+            result.events += events.change_events(
+                applied=result.applied,
+                deleted=result.deleted,
+                previous=previous,
+                new_status=new_status,
+                routing_enabled=spec.routing.enabled,
+            )
             await self._write_status(namespace, name, previous, new_status, result)
             return result
 
@@ -274,9 +262,9 @@ class Reconciler:
 
     async def _virtual_service_version(self) -> str | None:
         """The newest VirtualService version the cluster serves (discovery), or None without Istio."""
-        for api_version in VIRTUAL_SERVICE_VERSIONS:
-            if await self.kube.serves(kind_of(api_version, VIRTUAL_SERVICE_KIND)):
-                return api_version
+        for kind in kinds.child_kind(VIRTUAL_SERVICE_KIND).versions:
+            if await self.kube.serves(kind):
+                return kind.api_version
         return None
 
     async def _get(self, api_version: str, kind: str, namespace: str, name: str) -> JSONObj | None:
@@ -294,17 +282,16 @@ class Reconciler:
         """Delete objects with our labels and ownerReference that the spec no longer wants
         (``virtual_service_version``: the one the cluster serves, None without Istio)."""
         wanted = children.keys()
-        selector = {INSTANCE_LABEL: name, MANAGED_BY_LABEL: MANAGED_BY}
-        for api_version, kind_name in builders.Children.MANAGED_KINDS:
-            kind = kind_of(api_version, kind_name)
-            if kind == SECRET:
-                # No list permission on Secrets (it would expose every Secret's data): the one we own has a
-                # deterministic name.
-                secret_name = builders.redis_auth_secret_name(name)
-                if (api_version, kind_name, secret_name) in wanted:
-                    continue
-                live = await self.kube.get(SECRET, namespace, secret_name)
-                candidates = [live] if live is not None else []
+        selector = names.instance_selector(name)
+        for child in kinds.CHILD_KINDS:
+            kind = child.kind
+            api_version, kind_name = kind.api_version, kind.kind
+            candidates: list[JSONObj] = []
+            if not child.watched:
+                for obj_name in (named(name) for named in child.named):
+                    if (api_version, kind_name, obj_name) not in wanted:
+                        live = await self.kube.get(kind, namespace, obj_name)
+                        candidates += [live] if live is not None else []
             else:
                 if kind_name == VIRTUAL_SERVICE_KIND:
                     if virtual_service_version is None:
@@ -321,50 +308,6 @@ class Reconciler:
                 if await self.kube.delete(kind, namespace, str(obj_name)):
                     logger.info("Deleted %s %s/%s", kind_name, namespace, obj_name)
                     result.deleted.append(f"{kind_name} {namespace}/{obj_name}")
-
-    def _change_events(
-        self,
-        result: Result,
-        previous: Mapping[str, Any],
-        new_status: Mapping[str, Any],
-        spec: SentimentModelSpec,
-    ) -> None:
-        for what, outcome in result.applied.items():
-            if outcome == "created":
-                result.events.append(Event("Normal", "Created", f"Created {what}"))
-            elif outcome == "updated":
-                result.events.append(Event("Normal", "Updated", f"Updated {what}"))
-        for what in result.deleted:
-            result.events.append(Event("Normal", "Deleted", f"Deleted {what} (disabled in the spec)"))
-        before = status.ready_of(previous)
-        after = status.ready_of(new_status)
-        if (
-            after is not None
-            and after.get("reason") == status.CHILD_NOT_OWNED
-            and (
-                before is None
-                or (before.get("reason"), before.get("message")) != (after["reason"], after.get("message"))
-            )
-        ):
-            result.events.append(Event("Warning", status.CHILD_NOT_OWNED, str(after.get("message"))))
-        elif after is not None and (before is None or before.get("status") != after.get("status")):
-            if after.get("status") == "True":
-                result.events.append(Event("Normal", "Ready", str(after.get("message"))))
-            elif before is not None and before.get("status") == "True":
-                result.events.append(Event("Warning", str(after.get("reason")), str(after.get("message"))))
-        routing = next(
-            (c for c in new_status.get("conditions") or [] if c.get("type") == status.ROUTING), None
-        )
-        old_routing = next(
-            (c for c in previous.get("conditions") or [] if c.get("type") == status.ROUTING), None
-        )
-        if (
-            spec.routing.enabled
-            and routing is not None
-            and routing.get("reason") == "IstioNotInstalled"
-            and (old_routing is None or old_routing.get("reason") != "IstioNotInstalled")
-        ):
-            result.events.append(Event("Warning", "IstioNotInstalled", str(routing.get("message"))))
 
     async def _write_status(
         self,

@@ -8,8 +8,8 @@ import sys
 
 import kopf
 
-from sentiment_operator.builders import DEFAULT_CLUSTER_DOMAIN
 from sentiment_operator.handlers import OperatorConfig, register
+from sentiment_operator.names import DEFAULT_CLUSTER_DOMAIN
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:

@@ -27,15 +27,11 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from sentiment_contract import DEFAULT_BATCH_TOKENS
 
+from .names import RESERVED_INIT_CONTAINERS, SERVER_CONTAINER, canary_name
 from .podsecurity import RESTRICTED_CONTAINER_CONTEXT, container_violations, restricted_pod_context
 
 JsonDict = dict[str, JsonValue]
 
-GROUP = "serving.sentiment.dev"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-KIND = "SentimentModel"
-PLURAL = "sentimentmodels"
 SINGULAR = "sentimentmodel"
 SHORT_NAMES = ("sm",)
 
@@ -77,10 +73,6 @@ SERVER_ENV_NAMES: frozenset[str] = frozenset(
         "SENTIMENT_LOG_LEVEL",
     }
 )
-RESERVED_INIT_CONTAINER_NAMES: frozenset[str] = frozenset(
-    {"fetch-model", "wait-redis-dns", "wait-redis-ping"}
-)
-SERVER_CONTAINER_NAME = "server"
 
 
 class SpecFieldError(ValueError):
@@ -787,7 +779,7 @@ class SentimentModelSpec(_Spec):
             name = item.get("name")
             if not isinstance(name, str) or not _CONTAINER_NAME.match(name) or len(name) > 63:
                 raise SpecFieldError(f"[{index}].name", "must be a DNS-1123 label")
-            if name in RESERVED_INIT_CONTAINER_NAMES or name == SERVER_CONTAINER_NAME or name in seen:
+            if name in RESERVED_INIT_CONTAINERS or name == SERVER_CONTAINER or name in seen:
                 raise SpecFieldError(f"[{index}].name", f"{name!r} is already used by another container")
             seen.add(name)
             if not isinstance(item.get("image"), str) or not item["image"]:
@@ -876,7 +868,8 @@ def check_name(name: str) -> None:
         raise InvalidSpecError(
             "metadata.name",
             f"{name!r} must be a DNS-1035 label (lowercase letters, digits, '-', starting with a letter) "
-            f"of at most {MAX_NAME_LENGTH} characters, so that child names like {name}-canary are valid",
+            f"of at most {MAX_NAME_LENGTH} characters, so that child names like {canary_name(name)} "
+            "are valid",
         )
 
 

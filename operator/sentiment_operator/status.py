@@ -12,25 +12,59 @@ from __future__ import annotations
 import datetime
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Final, Literal
 
+from sentiment_operator.names import canary_name, redis_name
 from sentiment_operator.spec import InvalidSpecError, SentimentModelSpec
 
 JSONObj = dict[str, Any]
 RoutingState = Literal["disabled", "applied", "istio-missing"]
 
-READY: Final = "Ready"
-AVAILABLE: Final = "Available"
-CACHE_READY: Final = "CacheReady"
-AUTOSCALING: Final = "Autoscaling"
-ROUTING: Final = "Routing"
-CONDITION_TYPES: Final = (READY, AVAILABLE, CACHE_READY, AUTOSCALING, ROUTING)
 
-INVALID_SPEC: Final = "InvalidSpec"
-CHILD_NOT_OWNED: Final = "ChildNotOwned"
-APPLY_FAILED: Final = "ApplyFailed"
+class Condition(StrEnum):
+    """The SentimentModel's condition types: Ready sums up the other four."""
+
+    READY = "Ready"
+    AVAILABLE = "Available"
+    CACHE_READY = "CacheReady"
+    AUTOSCALING = "Autoscaling"
+    ROUTING = "Routing"
+
+
+class Reason(StrEnum):
+    """Every reason a SentimentModel condition can give (Autoscaling may also pass on the HPA's own)."""
+
+    # Ready
+    READY = "Ready"
+    PROGRESSING = "Progressing"
+    DEPLOYMENT_NOT_AVAILABLE = "DeploymentNotAvailable"
+    CACHE_NOT_READY = "CacheNotReady"
+    INVALID_SPEC = "InvalidSpec"
+    CHILD_NOT_OWNED = "ChildNotOwned"
+    APPLY_FAILED = "ApplyFailed"
+    # Available
+    DEPLOYMENT_NOT_FOUND = "DeploymentNotFound"
+    SCALED_TO_ZERO = "ScaledToZero"
+    MINIMUM_REPLICAS_AVAILABLE = "MinimumReplicasAvailable"
+    MINIMUM_REPLICAS_UNAVAILABLE = "MinimumReplicasUnavailable"
+    REPLICA_FAILURE = "ReplicaFailure"
+    PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+    # CacheReady, Autoscaling, Routing
+    DISABLED = "Disabled"
+    EXTERNAL_REDIS = "ExternalRedis"
+    REDIS_AVAILABLE = "RedisAvailable"
+    REDIS_NOT_AVAILABLE = "RedisNotAvailable"
+    HPA_NOT_FOUND = "HPANotFound"
+    SCALING_INACTIVE = "ScalingInactive"
+    HPA_CONFIGURED = "HorizontalPodAutoscalerConfigured"
+    ISTIO_NOT_INSTALLED = "IstioNotInstalled"
+    VIRTUAL_SERVICE_CONFIGURED = "VirtualServiceConfigured"
+
+
+CONDITION_TYPES: Final = tuple(Condition)
 # Ready reasons a child's status change cannot resolve: the next child event runs a full reconcile.
-UNRESOLVED_REASONS: Final = frozenset({INVALID_SPEC, CHILD_NOT_OWNED, APPLY_FAILED})
+UNRESOLVED_REASONS: Final = frozenset({Reason.INVALID_SPEC, Reason.CHILD_NOT_OWNED, Reason.APPLY_FAILED})
 
 
 @dataclass(frozen=True)
@@ -92,36 +126,47 @@ def _condition(ctype: str, ok: bool, reason: str, message: str, generation: int 
 def available_condition(deployment: Mapping[str, Any] | None, name: str, generation: int | None) -> JSONObj:
     if deployment is None:
         return _condition(
-            AVAILABLE, False, "DeploymentNotFound", f"Deployment {name} does not exist yet", generation
+            Condition.AVAILABLE,
+            False,
+            Reason.DEPLOYMENT_NOT_FOUND,
+            f"Deployment {name} does not exist yet",
+            generation,
         )
     replicas = deployment_replicas(deployment, default_desired=1)
     if replicas.desired == 0:
-        return _condition(AVAILABLE, False, "ScaledToZero", f"Deployment {name} has 0 replicas", generation)
+        return _condition(
+            Condition.AVAILABLE, False, Reason.SCALED_TO_ZERO, f"Deployment {name} has 0 replicas", generation
+        )
     dep_available = _live_condition(deployment, "Available")
     if replicas.available >= 1 and (dep_available is None or dep_available.get("status") != "False"):
         message = f"{replicas.ready}/{replicas.desired} replicas ready"
         if replicas.updated < replicas.desired:
             message += f", {replicas.updated} updated (rollout in progress)"
-        return _condition(AVAILABLE, True, "MinimumReplicasAvailable", message, generation)
+        return _condition(Condition.AVAILABLE, True, Reason.MINIMUM_REPLICAS_AVAILABLE, message, generation)
     failure = _live_condition(deployment, "ReplicaFailure")
     if failure is not None and failure.get("status") == "True":
         # The ReplicaSet cannot create pods (quota, admission, a missing ServiceAccount): say why.
         return _condition(
-            AVAILABLE,
+            Condition.AVAILABLE,
             False,
-            "ReplicaFailure",
+            Reason.REPLICA_FAILURE,
             str(failure.get("message") or failure.get("reason")),
             generation,
         )
     progressing = _live_condition(deployment, "Progressing")
+    # The Deployment controller's own reason (Kubernetes' vocabulary, which ours repeats).
     if progressing is not None and progressing.get("reason") == "ProgressDeadlineExceeded":
         return _condition(
-            AVAILABLE, False, "ProgressDeadlineExceeded", str(progressing.get("message") or ""), generation
+            Condition.AVAILABLE,
+            False,
+            Reason.PROGRESS_DEADLINE_EXCEEDED,
+            str(progressing.get("message") or ""),
+            generation,
         )
     return _condition(
-        AVAILABLE,
+        Condition.AVAILABLE,
         False,
-        "MinimumReplicasUnavailable",
+        Reason.MINIMUM_REPLICAS_UNAVAILABLE,
         f"{replicas.ready}/{replicas.desired} replicas ready; waiting for the model server to become ready",
         generation,
     )
@@ -133,28 +178,36 @@ def cache_condition(
     mode = spec.cache.mode
     if mode == "disabled":
         return _condition(
-            CACHE_READY, True, "Disabled", "cache disabled; only the in-process LRU is used", generation
+            Condition.CACHE_READY,
+            True,
+            Reason.DISABLED,
+            "cache disabled; only the in-process LRU is used",
+            generation,
         )
     if mode == "external":
         assert spec.cache.external is not None
         ref = spec.cache.external.url_secret_ref
         return _condition(
-            CACHE_READY,
+            Condition.CACHE_READY,
             True,
-            "ExternalRedis",
+            Reason.EXTERNAL_REDIS,
             f"using the Redis URL from Secret {ref.name} key {ref.key} (reachability is checked by the pods)",
             generation,
         )
     replicas = deployment_replicas(observed.redis, default_desired=1)
     if observed.redis is not None and replicas.available >= 1:
         return _condition(
-            CACHE_READY, True, "RedisAvailable", f"Deployment {name}-redis is available", generation
+            Condition.CACHE_READY,
+            True,
+            Reason.REDIS_AVAILABLE,
+            f"Deployment {redis_name(name)} is available",
+            generation,
         )
     return _condition(
-        CACHE_READY,
+        Condition.CACHE_READY,
         False,
-        "RedisNotAvailable",
-        f"Deployment {name}-redis has no available replica yet",
+        Reason.REDIS_NOT_AVAILABLE,
+        f"Deployment {redis_name(name)} has no available replica yet",
         generation,
     )
 
@@ -165,49 +218,53 @@ def autoscaling_condition(
     auto = spec.autoscaling
     if not auto.enabled:
         return _condition(
-            AUTOSCALING,
+            Condition.AUTOSCALING,
             True,
-            "Disabled",
+            Reason.DISABLED,
             f"autoscaling disabled; {spec.replicas} fixed replicas",
             generation,
         )
     if observed.hpa is None:
         return _condition(
-            AUTOSCALING,
+            Condition.AUTOSCALING,
             False,
-            "HPANotFound",
+            Reason.HPA_NOT_FOUND,
             f"HorizontalPodAutoscaler {name} not found",
             generation,
         )
     scaling = _live_condition(observed.hpa, "ScalingActive")
     if scaling is not None and scaling.get("status") == "False":
         # The HPA cannot compute a scale (no metrics, no CPU request): it will never scale.
-        reason = str(scaling.get("reason") or "ScalingInactive")
-        return _condition(AUTOSCALING, False, reason, str(scaling.get("message") or reason), generation)
+        reason = str(scaling.get("reason") or Reason.SCALING_INACTIVE)
+        return _condition(
+            Condition.AUTOSCALING, False, reason, str(scaling.get("message") or reason), generation
+        )
     message = (
         f"{auto.min_replicas}-{auto.max_replicas} replicas at {auto.target_cpu_utilization_percentage}% CPU"
     )
-    return _condition(AUTOSCALING, True, "HorizontalPodAutoscalerConfigured", message, generation)
+    return _condition(Condition.AUTOSCALING, True, Reason.HPA_CONFIGURED, message, generation)
 
 
 def routing_condition(
     spec: SentimentModelSpec, observed: Observed, name: str, generation: int | None
 ) -> JSONObj:
     if not spec.routing.enabled:
-        return _condition(ROUTING, True, "Disabled", "routing disabled; no VirtualService", generation)
+        return _condition(
+            Condition.ROUTING, True, Reason.DISABLED, "routing disabled; no VirtualService", generation
+        )
     if observed.routing == "istio-missing":
         return _condition(
-            ROUTING,
+            Condition.ROUTING,
             False,
-            "IstioNotInstalled",
+            Reason.ISTIO_NOT_INSTALLED,
             "the networking.istio.io VirtualService CRD is not installed; the VirtualService was skipped",
             generation,
         )
     gateways = ", ".join(spec.routing.gateways)
     return _condition(
-        ROUTING,
+        Condition.ROUTING,
         True,
-        "VirtualServiceConfigured",
+        Reason.VIRTUAL_SERVICE_CONFIGURED,
         f"VirtualService {name} routes {spec.gateway_prefix(name)} on {gateways}",
         generation,
     )
@@ -217,17 +274,19 @@ def ready_condition(
     parts: Sequence[Mapping[str, Any]], spec: SentimentModelSpec, generation: int | None
 ) -> JSONObj:
     by_type = {str(c["type"]): c for c in parts}
-    available = by_type[AVAILABLE]
+    available = by_type[Condition.AVAILABLE]
     if available["status"] != "True":
         # Pods on their way up (model loading) are progressing; anything else needs attention.
         reason = (
-            "Progressing" if available["reason"] == "MinimumReplicasUnavailable" else "DeploymentNotAvailable"
+            Reason.PROGRESSING
+            if available["reason"] == Reason.MINIMUM_REPLICAS_UNAVAILABLE
+            else Reason.DEPLOYMENT_NOT_AVAILABLE
         )
-        return _condition(READY, False, reason, str(available["message"]), generation)
-    cache = by_type[CACHE_READY]
+        return _condition(Condition.READY, False, reason, str(available["message"]), generation)
+    cache = by_type[Condition.CACHE_READY]
     if spec.cache.mode == "managed" and cache["status"] != "True":
-        return _condition(READY, False, "CacheNotReady", str(cache["message"]), generation)
-    return _condition(READY, True, "Ready", str(available["message"]), generation)
+        return _condition(Condition.READY, False, Reason.CACHE_NOT_READY, str(cache["message"]), generation)
+    return _condition(Condition.READY, True, Reason.READY, str(available["message"]), generation)
 
 
 def canary_message(deployment: Mapping[str, Any] | None, name: str) -> str | None:
@@ -237,7 +296,7 @@ def canary_message(deployment: Mapping[str, Any] | None, name: str) -> str | Non
     replicas = deployment_replicas(deployment, default_desired=1)
     if replicas.available >= 1 or replicas.desired == 0:
         return None
-    return f"canary Deployment {name}-canary is not available yet"
+    return f"canary Deployment {canary_name(name)} is not available yet"
 
 
 def merge_conditions(
@@ -285,7 +344,7 @@ def compute_status(
     ]
     ready = ready_condition(parts, spec, generation)
     if not_owned:
-        ready = _condition(READY, False, CHILD_NOT_OWNED, "; ".join(not_owned), generation)
+        ready = _condition(Condition.READY, False, Reason.CHILD_NOT_OWNED, "; ".join(not_owned), generation)
     note = canary_message(observed.canary, name)
     if note is not None:
         ready["message"] = f"{ready['message']}; {note}"
@@ -311,7 +370,9 @@ def invalid_status(
 
     The other conditions and the replica counts keep describing whatever is still running.
     """
-    ready = _condition(READY, False, INVALID_SPEC, f"{error.field}: {error.message}", generation)
+    ready = _condition(
+        Condition.READY, False, Reason.INVALID_SPEC, f"{error.field}: {error.message}", generation
+    )
     return {"observedGeneration": generation, "conditions": _with_ready(previous, ready, now)}
 
 
@@ -320,22 +381,27 @@ def failed_status(
 ) -> JSONObj:
     """Status after the API refused to store a child (403, 422): Ready=False/ApplyFailed with the object and
     the API's message. observedGeneration stays: this generation was not carried out."""
-    ready = _condition(READY, False, APPLY_FAILED, message, generation)
+    ready = _condition(Condition.READY, False, Reason.APPLY_FAILED, message, generation)
     return {"conditions": _with_ready(previous, ready, now)}
 
 
 def _with_ready(previous: Mapping[str, Any] | None, ready: JSONObj, now: str) -> list[JSONObj]:
     """``previous``'s conditions with Ready replaced (transition time kept if its status did not flip)."""
     old = [c for c in (previous or {}).get("conditions") or [] if isinstance(c, Mapping)]
-    others = [dict(c) for c in old if c.get("type") != READY]
+    others = [dict(c) for c in old if c.get("type") != Condition.READY]
     return merge_conditions(old, [ready], now) + others
 
 
-def ready_of(status: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+def condition_of(status: Mapping[str, Any] | None, ctype: Condition) -> Mapping[str, Any] | None:
+    """The condition of type ``ctype`` in a status (as read from the API or computed), if any."""
     for cond in (status or {}).get("conditions") or []:
-        if isinstance(cond, Mapping) and cond.get("type") == READY:
+        if isinstance(cond, Mapping) and cond.get("type") == ctype:
             return cond
     return None
+
+
+def ready_of(status: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    return condition_of(status, Condition.READY)
 
 
 def status_changed(previous: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:

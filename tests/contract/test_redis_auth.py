@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import redis
 from sentiment_inference.settings import Settings
-from sentiment_operator import builders
+from sentiment_operator import builders, names
 from sentiment_operator.spec import parse_spec
 from serving import free_port
 
@@ -36,7 +36,7 @@ def _rendered_redis(tmp_path: Path) -> tuple[dict[str, Any], Path]:
 def _localize(words: list[str], mount: Path, port: int) -> list[str]:
     local = [w.replace(builders.REDIS_CONFIG_MOUNT, str(mount)) for w in words]
     return [
-        str(port) if w == str(builders.REDIS_PORT) else w.replace(f"-p {builders.REDIS_PORT}", f"-p {port}")
+        str(port) if w == str(names.REDIS_PORT) else w.replace(f"-p {names.REDIS_PORT}", f"-p {port}")
         for w in local
     ]
 
@@ -64,7 +64,7 @@ def test_the_rendered_redis_command_requires_the_generated_password(tmp_path: Pa
             anonymous.set("k", "v")
         # The server pod mounts the same Secret's password key; its settings read it from the file.
         settings = Settings(
-            redis_url=f"redis://127.0.0.1:{port}/0", redis_password_file=mount / builders.REDIS_PASSWORD_KEY
+            redis_url=f"redis://127.0.0.1:{port}/0", redis_password_file=mount / names.REDIS_PASSWORD_KEY
         )
         assert settings.redis_password is not None
         client = redis.Redis(

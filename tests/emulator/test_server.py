@@ -105,6 +105,32 @@ async def test_apply_creates_prunes_and_conflicts(api: Api) -> None:
     assert forced["spec"]["replicas"] == 1
 
 
+async def test_a_resource_version_in_an_apply_is_a_precondition(api: Api) -> None:
+    """ "Using Server-Side Apply in a controller": a resourceVersion in the applied configuration makes the
+    apply fail with 409 Conflict when the object changed since it was read."""
+    created = await api.ok("PATCH", f"{DEPLOYMENTS}/d", json.dumps(deployment()), APPLY, fieldManager="op")
+    read_at = created["metadata"]["resourceVersion"]
+    await api.ok(
+        "PATCH", f"{DEPLOYMENTS}/d", {"metadata": {"labels": {"x": "y"}}}, "application/merge-patch+json"
+    )
+    stale = {**deployment(), "metadata": {"name": "d", "resourceVersion": read_at}}
+    refused = await api.call(
+        "PATCH", f"{DEPLOYMENTS}/d", json.dumps(stale), APPLY, fieldManager="op", force="true"
+    )
+    assert refused.status == 409
+    assert "the object has been modified" in refused.body["message"]
+    live = await api.ok("GET", f"{DEPLOYMENTS}/d")
+    current = {
+        **deployment(),
+        "metadata": {"name": "d", "resourceVersion": live["metadata"]["resourceVersion"]},
+    }
+    applied = await api.ok(
+        "PATCH", f"{DEPLOYMENTS}/d", json.dumps(current), APPLY, fieldManager="op", force="true"
+    )
+    assert applied["metadata"]["labels"] == {"x": "y"}
+    assert "resourceVersion" not in json.dumps(applied["metadata"]["managedFields"])
+
+
 async def test_apply_needs_a_field_manager_and_accepts_yaml(api: Api) -> None:
     missing = await api.call("PATCH", f"{DEPLOYMENTS}/d", json.dumps(deployment()), APPLY)
     assert missing.status == 400

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from sentiment_operator import builders
+from sentiment_operator import builders, kinds, names
 from sentiment_operator.builders import Children, build_children
 from sentiment_operator.spec import SERVER_ENV_NAMES, parse_spec
 
@@ -58,7 +58,7 @@ def test_every_object_has_labels_namespace_and_controller_owner() -> None:
         assert {"app.kubernetes.io/name", "app.kubernetes.io/component", "app.kubernetes.io/part-of"} <= set(
             meta["labels"]
         )
-        assert builders.instance_selector("demo").items() <= meta["labels"].items()
+        assert names.instance_selector("demo").items() <= meta["labels"].items()
         assert meta["ownerReferences"] == [
             {
                 "apiVersion": "serving.sentiment.dev/v1alpha1",
@@ -78,7 +78,7 @@ def test_without_uid_there_are_no_owner_references() -> None:
 def test_managed_kinds_cover_every_child_kind() -> None:
     children = build(routing={"enabled": True, "canary": {}}, autoscaling={"minReplicas": 2})
     produced = {(obj["apiVersion"], obj["kind"]) for obj in children.objects()}
-    assert produced == set(Children.MANAGED_KINDS)
+    assert produced == {(child.kind.api_version, child.kind.kind) for child in kinds.CHILD_KINDS}
 
 
 def test_objects_are_independent_copies() -> None:
@@ -374,7 +374,7 @@ def test_node_selector_and_tolerations() -> None:
 def test_config_hash_rolls_pods_only_when_config_changes() -> None:
     def config_hash(children: Children) -> str:
         value: str = children.deployment["spec"]["template"]["metadata"]["annotations"][
-            builders.ANNOTATION_CONFIG_HASH
+            names.ANNOTATION_CONFIG_HASH
         ]
         return value
 
@@ -391,12 +391,12 @@ def test_redis_auth_version_goes_into_the_pods_that_use_the_password() -> None:
     for deployment in (children.deployment, children.redis_deployment):
         assert deployment is not None
         annotations = deployment["spec"]["template"]["metadata"]["annotations"]
-        assert annotations[builders.ANNOTATION_REDIS_AUTH_VERSION] == "abc"
+        assert annotations[names.ANNOTATION_REDIS_AUTH_VERSION] == "abc"
     external = parse_spec("demo", {"cache": {"external": {"urlSecretRef": {"name": "r", "key": "u"}}}})
     annotations = build_children("demo", "ns", external, redis_auth_version="abc").deployment["spec"][
         "template"
     ]["metadata"]["annotations"]
-    assert builders.ANNOTATION_REDIS_AUTH_VERSION not in annotations
+    assert names.ANNOTATION_REDIS_AUTH_VERSION not in annotations
 
 
 def test_prometheus_scrape_annotations() -> None:

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 from memory_kube import MemoryApi, MemoryKube
-from sentiment_operator import kube
+from sentiment_operator import kinds, kube
 from sentiment_operator.reconciler import Reconciler
 
 NS, NAME = "default", "demo"
-MODELS = kube.SENTIMENT_MODEL.collection_path(NS)
+MODELS = kinds.SENTIMENT_MODEL.collection_path(NS)
 SPEC: dict[str, Any] = {"image": "registry.example/inference:1.0", "autoscaling": {"enabled": False}}
 
 
@@ -38,7 +38,7 @@ async def create(client: MemoryKube, spec: dict[str, Any], name: str = NAME) -> 
 async def respec(client: MemoryKube, spec: dict[str, Any], name: str = NAME) -> None:
     await client.request(
         "PATCH",
-        kube.SENTIMENT_MODEL.object_path(NS, name),
+        kinds.SENTIMENT_MODEL.object_path(NS, name),
         body={"spec": spec},
         content_type="application/merge-patch+json",
     )
@@ -156,7 +156,7 @@ async def test_a_status_only_change_of_a_child_is_not_answered_with_an_apply(
     await create(client, SPEC)
     reconciler = Reconciler(client)
     await reconciler.reconcile(NS, NAME)
-    status_path = kube.KINDS["apps/v1", "Deployment"].object_path(NS, NAME, "status")
+    status_path = kinds.DEPLOYMENT.object_path(NS, NAME, "status")
     await client.request(
         "PATCH",
         status_path,
@@ -172,7 +172,7 @@ async def test_a_status_only_change_of_a_child_is_not_answered_with_an_apply(
 async def _report_ready(client: MemoryKube, name: str) -> None:
     await client.request(
         "PATCH",
-        kube.KINDS["apps/v1", "Deployment"].object_path(NS, name, "status"),
+        kinds.DEPLOYMENT.object_path(NS, name, "status"),
         body={"status": {"readyReplicas": 1, "availableReplicas": 1, "replicas": 1, "updatedReplicas": 1}},
         content_type="application/merge-patch+json",
     )
@@ -198,13 +198,13 @@ async def test_a_status_only_child_change_refreshes_status_and_touches_no_child(
     assert result.applied == {}
     assert result.deleted == []
     calls = [(c.method, c.path) for c in api.calls[before:]]
-    model = kube.SENTIMENT_MODEL.object_path(NS, NAME)
+    model = kinds.SENTIMENT_MODEL.object_path(NS, NAME)
     assert [c for c in calls if c[0] != "GET"] == [("PATCH", f"{model}/status")]
     assert sorted(path for method, path in calls if method == "GET") == sorted(
         [
             model,
-            kube.KINDS["apps/v1", "Deployment"].object_path(NS, NAME),
-            kube.KINDS["apps/v1", "Deployment"].object_path(NS, f"{NAME}-redis"),
+            kinds.DEPLOYMENT.object_path(NS, NAME),
+            kinds.DEPLOYMENT.object_path(NS, f"{NAME}-redis"),
         ]
     )
     assert (ready(api)["status"], ready(api)["reason"]) == ("True", "Ready")
@@ -218,7 +218,7 @@ async def test_a_spec_edit_of_a_child_is_not_mistaken_for_a_status_change(
     await Reconciler(client).reconcile(NS, NAME)
     await client.request(
         "PATCH",
-        kube.KINDS["apps/v1", "Deployment"].object_path(NS, NAME),
+        kinds.DEPLOYMENT.object_path(NS, NAME),
         body={"spec": {"revisionHistoryLimit": 1}},
         content_type="application/merge-patch+json",
     )

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 from operator_emulator import NAMESPACE, Cluster, eventually
-from sentiment_operator import kube
+from sentiment_devcluster.apiserver.server import Fault, matcher
+from sentiment_operator import kinds, kube, names
 from sentiment_operator.kube import Kube
 
 
@@ -24,7 +25,7 @@ def deployment(env: list[dict[str, Any]], **pod: Any) -> dict[str, Any]:
         "metadata": {
             "name": "demo",
             "namespace": NAMESPACE,
-            "labels": {"app": "demo", kube.MANAGED_BY_LABEL: kube.MANAGED_BY},
+            "labels": {"app": "demo", names.LABEL_MANAGED_BY: names.MANAGED_BY},
         },
         "spec": {
             "selector": {"matchLabels": {"app": "demo"}},
@@ -72,7 +73,7 @@ async def test_fields_written_by_the_merge_patching_operator_are_removed_after_t
     """#1 on an upgraded cluster: a child written by earlier versions (create + merge patches, so Update
     entries of our manager) loses the fields we no longer render at the first apply (csaupgrade)."""
     old = deployment([{"name": "A", "value": "1"}], nodeSelector={"pool": "cpu"})
-    await client.request("POST", kube.KINDS["apps/v1", "Deployment"].collection_path(NAMESPACE), body=old)
+    await client.request("POST", kinds.DEPLOYMENT.collection_path(NAMESPACE), body=old)
     live = cluster.api.live("apps/v1/deployments", NAMESPACE, "demo")
     assert live is not None
     assert [(e["manager"], e["operation"]) for e in live["metadata"]["managedFields"]] == [
@@ -90,7 +91,7 @@ async def test_fields_written_by_the_merge_patching_operator_are_removed_after_t
 async def test_fields_other_actors_own_are_left_alone(cluster: Cluster, client: Kube) -> None:
     """The HPA's replicas and another controller's label survive our applies (we never send them)."""
     assert (await client.create_or_update(deployment([]))).outcome == "created"
-    path = kube.KINDS["apps/v1", "Deployment"].object_path(NAMESPACE, "demo")
+    path = kinds.DEPLOYMENT.object_path(NAMESPACE, "demo")
     patch = {"spec": {"replicas": 4}, "metadata": {"labels": {"team": "ml"}}}
     await client.request(
         "PATCH",
@@ -111,7 +112,7 @@ async def test_an_object_we_do_not_own_is_never_overwritten(cluster: Cluster, cl
     theirs = copy.deepcopy(deployment([]))
     theirs["metadata"]["labels"] = {"app": "theirs"}
     theirs["spec"]["template"]["spec"]["containers"][0]["image"] = "theirs:1"
-    await client.request("POST", kube.KINDS["apps/v1", "Deployment"].collection_path(NAMESPACE), body=theirs)
+    await client.request("POST", kinds.DEPLOYMENT.collection_path(NAMESPACE), body=theirs)
     ours = deployment([])
     ours["metadata"]["ownerReferences"] = [
         {
@@ -154,3 +155,41 @@ async def test_a_users_deployment_in_the_way_is_reported_not_taken_over(cluster:
     assert live["metadata"]["labels"] == {"team": "theirs"}
     assert "ownerReferences" not in live["metadata"]
     assert len(cluster.events(reason="ChildNotOwned", type="Warning")) == 1
+
+
+async def test_an_object_replaced_between_the_ownership_check_and_the_apply_is_not_taken_over(
+    cluster: Cluster, client: Kube
+) -> None:
+    """The apply carries the resourceVersion the ownership check read: if the object was deleted and
+    re-created by someone else in between, the write fails with 409 and the retry sees the new owner."""
+    ours = deployment([])
+    ours["metadata"]["ownerReferences"] = [
+        {
+            "apiVersion": "serving.sentiment.dev/v1alpha1",
+            "kind": "SentimentModel",
+            "name": "demo",
+            "uid": "u-1",
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+    await client.create_or_update(ours)
+
+    def replace(_: Any) -> None:
+        theirs = cluster.api.live("apps/v1/deployments", NAMESPACE, "demo")
+        assert theirs is not None
+        theirs["metadata"]["ownerReferences"] = []
+        theirs["metadata"]["resourceVersion"] = cluster.api.next_resource_version()
+        theirs["spec"]["template"]["spec"]["containers"][0]["image"] = "theirs:1"
+        stored = cluster.api.objects["apps/v1/deployments", NAMESPACE, "demo"]
+        stored["metadata"] = theirs["metadata"]
+        stored["spec"] = theirs["spec"]
+
+    cluster.api.inject(Fault(matcher(method="PATCH", plural="deployments", name="demo"), hook=replace))
+    changed = copy.deepcopy(ours)
+    changed["spec"]["template"]["spec"]["containers"][0]["image"] = "ours:2"
+    with pytest.raises(kube.Conflict, match="the object has been modified"):
+        await client.create_or_update(changed)
+    assert live_pod(cluster)["containers"][0]["image"] == "theirs:1"
+    with pytest.raises(kube.NotOwned):
+        await client.create_or_update(changed)

@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 from operator_emulator import NAMESPACE, Cluster
 from sentiment_devcluster.apiserver.server import Fault, matcher
-from sentiment_operator import kube
+from sentiment_operator import kinds, kube, names
 from sentiment_operator.builders import redis_auth_data
-from sentiment_operator.kube import KINDS, Kube
+from sentiment_operator.kube import Kube
 
-DEPLOYMENTS = KINDS["apps/v1", "Deployment"]
-VIRTUAL_SERVICES = KINDS["networking.istio.io/v1", "VirtualService"]
+DEPLOYMENTS = kinds.DEPLOYMENT
+VIRTUAL_SERVICES = kinds.VIRTUAL_SERVICE
 
 
 # --- pure: what counts as a difference ---------------------------------------------------------------------
@@ -54,8 +54,8 @@ def test_managed_fields_upgrade_hands_our_update_entries_to_our_apply_entry() ->
     live = desired_deployment()
     live["metadata"]["resourceVersion"] = "7"
     live["metadata"]["managedFields"] = [
-        _entry(kube.FIELD_MANAGER, "Update", {"f:spec": {"f:template": {"f:spec": {"f:nodeSelector": {}}}}}),
-        _entry(kube.FIELD_MANAGER, "Apply", {"f:spec": {"f:replicas": {}}}),
+        _entry(names.FIELD_MANAGER, "Update", {"f:spec": {"f:template": {"f:spec": {"f:nodeSelector": {}}}}}),
+        _entry(names.FIELD_MANAGER, "Apply", {"f:spec": {"f:replicas": {}}}),
         _entry("kube-controller-manager", "Update", {"f:status": {}}, subresource="status"),
         _entry("hpa", "Update", {"f:spec": {"f:replicas": {}}}),
     ]
@@ -67,7 +67,7 @@ def test_managed_fields_upgrade_hands_our_update_entries_to_our_apply_entry() ->
     assert [(e["manager"], e["operation"]) for e in entries] == [
         ("kube-controller-manager", "Update"),
         ("hpa", "Update"),
-        (kube.FIELD_MANAGER, "Apply"),
+        (names.FIELD_MANAGER, "Apply"),
     ]
     assert entries[-1]["fieldsV1"] == {
         "f:spec": {"f:replicas": {}, "f:template": {"f:spec": {"f:nodeSelector": {}}}}
@@ -77,7 +77,7 @@ def test_managed_fields_upgrade_hands_our_update_entries_to_our_apply_entry() ->
 def test_nothing_to_upgrade_without_our_update_entries() -> None:
     live = desired_deployment()
     live["metadata"]["managedFields"] = [
-        _entry(kube.FIELD_MANAGER, "Apply", {"f:spec": {}}),
+        _entry(names.FIELD_MANAGER, "Apply", {"f:spec": {}}),
         _entry("x", "Update", {}),
     ]
     assert kube.managed_fields_upgrade(live) is None
@@ -86,7 +86,7 @@ def test_nothing_to_upgrade_without_our_update_entries() -> None:
 
 def test_ownership_needs_labels_and_the_owner_uid() -> None:
     ours = {
-        "metadata": {"labels": {kube.MANAGED_BY_LABEL: kube.MANAGED_BY}, "ownerReferences": [{"uid": "u1"}]}
+        "metadata": {"labels": {names.LABEL_MANAGED_BY: names.MANAGED_BY}, "ownerReferences": [{"uid": "u1"}]}
     }
     assert kube.is_owned_by(ours, "u1")
     assert not kube.is_owned_by(ours, "u2")
@@ -106,8 +106,8 @@ def test_error_classification() -> None:
 
 def test_paths() -> None:
     assert DEPLOYMENTS.object_path("ns", "n", "status") == "/apis/apps/v1/namespaces/ns/deployments/n/status"
-    assert KINDS["v1", "Secret"].collection_path("ns") == "/api/v1/namespaces/ns/secrets"
-    assert kube.SENTIMENT_MODEL.group_version_path == "/apis/serving.sentiment.dev/v1alpha1"
+    assert kinds.SECRET.collection_path("ns") == "/api/v1/namespaces/ns/secrets"
+    assert kinds.SENTIMENT_MODEL.group_version_path == "/apis/serving.sentiment.dev/v1alpha1"
 
 
 # --- Kube against the emulated API server ------------------------------------------------------------------
@@ -132,7 +132,7 @@ async def test_create_or_update_outcomes(cluster: Cluster, client: Kube) -> None
     applies = cluster.requests(method="PATCH", plural="deployments")
     assert len(applies) == 2
     assert all(r.headers["Content-Type"] == kube.APPLY_PATCH for r in applies)
-    assert all(r.params == {"fieldManager": kube.FIELD_MANAGER, "force": "true"} for r in applies)
+    assert all(r.params == {"fieldManager": names.FIELD_MANAGER, "force": "true"} for r in applies)
     # Someone else writes the object: the next call applies again (a no-op on the server, so "unchanged").
     path = DEPLOYMENTS.object_path(NAMESPACE, "demo")
     await client.request(

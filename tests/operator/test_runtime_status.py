@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from sentiment_operator import status
 from sentiment_operator.spec import InvalidSpecError, parse_spec
+from sentiment_operator.status_model import SentimentModelStatus
 
 NAME, NS = "demo", "prod"
 T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:05:00Z"
@@ -29,7 +30,7 @@ def deployment(
 
 
 def compute(spec: dict[str, Any], observed: status.Observed, previous: Any = None, now: str = T0) -> Any:
-    return status.compute_status(
+    computed = status.compute_status(
         name=NAME,
         url=f"http://{NAME}.{NS}.svc.cluster.local:8000/{NAME}",
         generation=3,
@@ -38,6 +39,9 @@ def compute(spec: dict[str, Any], observed: status.Observed, previous: Any = Non
         previous=previous,
         now=now,
     )
+    # Every status the operator writes is what the status model (and so the CRD's schema) describes.
+    SentimentModelStatus.model_validate(computed)
+    return computed
 
 
 def cond(st: Any, ctype: str) -> Any:
@@ -282,3 +286,10 @@ def test_a_refused_apply_is_ready_false_and_keeps_the_other_conditions() -> None
     ready = cond(st, "Ready")
     assert (ready["status"], ready["reason"], ready["lastTransitionTime"]) == ("False", "ApplyFailed", T1)
     assert cond(st, "Routing")["reason"] == "Disabled"
+
+
+def test_the_status_model_refuses_what_the_operator_never_writes() -> None:
+    with pytest.raises(ValueError, match="replicaCount"):
+        SentimentModelStatus.model_validate({"replicaCount": 1})
+    with pytest.raises(ValueError, match="status"):
+        SentimentModelStatus.model_validate({"conditions": [{"type": "Ready", "status": "Maybe"}]})

@@ -103,6 +103,23 @@ def _body(write: Write) -> Any:
     return write.body
 
 
+def _check_precondition(
+    info: TypeInfo, live: dict[str, Any] | None, body: dict[str, Any], write: Write
+) -> None:
+    sent_rv = (body.get("metadata") or {}).get("resourceVersion")
+    if not sent_rv:
+        return
+    if live is None:
+        raise ApiError(404, "NotFound", f'{info.kind.lower()}s "{write.name}" not found')
+    if sent_rv != live["metadata"].get("resourceVersion"):
+        raise ApiError(
+            409,
+            "Conflict",
+            f'Operation cannot be fulfilled on {info.kind.lower()}s "{write.name}": the object has been '
+            "modified; please apply your changes to the latest version and try again",
+        )
+
+
 def _compute(info: TypeInfo, live: dict[str, Any] | None, write: Write) -> dict[str, Any]:
     body = _body(write)
     if write.verb == "create":
@@ -117,6 +134,9 @@ def _compute(info: TypeInfo, live: dict[str, Any] | None, write: Write) -> dict[
             raise ApiError(400, "BadRequest", "PATCH, application/apply-patch+yaml: fieldManager is required")
         if not isinstance(body, dict):
             raise ApiError(400, "BadRequest", "an apply configuration must be an object")
+        # A resourceVersion in the configuration is an optimistic-concurrency precondition ("Server-Side
+        # Apply": "Using Server-Side Apply in a controller"), checked like an update's.
+        _check_precondition(info, live, body, write)
         try:
             return ssa.apply(
                 live, body, info, manager=write.manager, force=write.force, subresource=write.subresource
@@ -127,14 +147,7 @@ def _compute(info: TypeInfo, live: dict[str, Any] | None, write: Write) -> dict[
     if write.verb == "update":
         if not isinstance(body, dict):
             raise ApiError(400, "BadRequest", "the body of an update must be an object")
-        sent_rv = (body.get("metadata") or {}).get("resourceVersion")
-        if sent_rv and sent_rv != live["metadata"].get("resourceVersion"):
-            raise ApiError(
-                409,
-                "Conflict",
-                f'Operation cannot be fulfilled on {info.kind.lower()}s "{write.name}": the object has been '
-                "modified; please apply your changes to the latest version and try again",
-            )
+        _check_precondition(info, live, body, write)
         new = copy.deepcopy(body)
     else:
         try:
