@@ -206,13 +206,6 @@ class ClusterApiServer(ApiServer):
             elif plural == "sentimentmodels":
                 info.categories = {"sentiment"}
 
-    def _served(self) -> list[tuple[kmock.resource, kmock.ResourceInfo]]:
-        """The registered resources (kmock's views are typed loosely)."""
-        return [
-            (cast(kmock.resource, resource), cast(kmock.ResourceInfo, info))
-            for resource, info in self.resources.items()
-        ]
-
     async def _serve_version(self, request: rendering.Request) -> rendering.Payload:
         """kmock's APIResourceList, with the core group's ``groupVersion`` ("v1", not "/v1") and no short
         names or categories on subresources (else kubectl warns that ``sm`` could mean a subresource)."""

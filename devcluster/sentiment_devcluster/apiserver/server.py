@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import aiohttp.web
@@ -188,12 +188,19 @@ class ApiServer(kmock.KubernetesEmulator):
         self._last_rv = next(self._rv)
         return str(self._last_rv)
 
+    def _served(self) -> list[tuple[kmock.resource, kmock.ResourceInfo]]:
+        """The registered resources (kmock's views are typed loosely)."""
+        return [
+            (cast(kmock.resource, resource), cast(kmock.ResourceInfo, info))
+            for resource, info in self.resources.items()
+        ]
+
     def type_info(self, resource: Any) -> TypeInfo:
-        for known, info in self.resources.items():
+        for known, info in self._served():
             if known == resource:
                 path = f"{resource.group}/{resource.version}/{resource.plural}".lstrip("/")
                 return TypeInfo.of(
-                    info.kind,
+                    str(info.kind),
                     resource.group or "",
                     has_status="status" in info.subresources,
                     crd_schema=self.crd_schemas.get(path),
@@ -263,9 +270,10 @@ class ApiServer(kmock.KubernetesEmulator):
         )
         name = write.name
         path = f"{request.resource.group}/{request.resource.version}/{request.resource.plural}".lstrip("/")
+        objects: Any = self._objects  # kmock's ObjectsArray, keyed (resource, namespace, name)
         async with self._lock:
             key = (request.resource, request.namespace, name)
-            stored = self._objects[key] if key in self._objects and name else None
+            stored = objects[key] if key in objects and name else None
             live = copy.deepcopy(stored.raw) if stored is not None and not stored.deleted else None
             if live is None and method == "PATCH":
                 self._authorize(request, verb="create")  # an apply that creates also needs create
@@ -286,14 +294,14 @@ class ApiServer(kmock.KubernetesEmulator):
             if changed:
                 meta = new["metadata"]
                 gone = bool(meta.get("deletionTimestamp")) and not meta.get("finalizers")
-                if key in self._objects:
-                    self._objects[key].create(new)
+                if key in objects:
+                    objects[key].create(new)
                 else:
-                    self._objects[key] = new
+                    objects[key] = new
                 kind = "ADDED" if live is None else "MODIFIED"
                 await self._buses[request.resource].put({"type": kind, "object": copy.deepcopy(new)})
                 if gone:
-                    self._objects[key].delete()
+                    objects[key].delete()
                     await self._buses[request.resource].put({"type": "DELETED", "object": copy.deepcopy(new)})
         if changed and gone:
             # The last finalizer went: the object is deleted now, and so are its dependents (it may own some).
@@ -343,8 +351,8 @@ class ApiServer(kmock.KubernetesEmulator):
         if self._subject_to_rbac(request):
             assert self.authorizer is not None
             plural_of = {
-                (str(resource.group or ""), info.kind): str(resource.plural)
-                for resource, info in self.resources.items()
+                (str(resource.group or ""), str(info.kind)): str(resource.plural)
+                for resource, info in self._served()
             }
             problems = rbac.owner_reference_violations(self.authorizer, new, live, plural_of)
             if problems:
@@ -374,10 +382,11 @@ class ApiServer(kmock.KubernetesEmulator):
         return warnings
 
     def _namespace_labels(self, namespace: str | None) -> dict[str, str]:
+        objects: Any = self._objects
         key = (kmock.resource("v1/namespaces"), None, namespace)
-        if not namespace or key not in self._objects or self._objects[key].deleted:
+        if not namespace or key not in objects or objects[key].deleted:
             return {}
-        labels: dict[str, str] = (self._objects[key].raw.get("metadata") or {}).get("labels") or {}
+        labels: dict[str, str] = (objects[key].raw.get("metadata") or {}).get("labels") or {}
         return labels
 
     async def _collect_garbage(self) -> None:

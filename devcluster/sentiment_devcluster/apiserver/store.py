@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import datetime
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,7 +53,7 @@ def write_for(
     name: str | None,
     subresource: str,
     content_type: str,
-    params: dict[str, str],
+    params: Mapping[str, str],
     user_agent: str,
 ) -> Write:
     """The write an HTTP request asks for. Its field manager: ``fieldManager`` (required for an apply), else
