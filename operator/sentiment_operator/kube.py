@@ -274,8 +274,10 @@ class Kube:
         """The live object, or None if it does not exist. KindMissing if the resource type is not served."""
         try:
             obj = await self.request("GET", kind.object_path(namespace, name))
-        except NotFound:
-            if not await self.serves(kind):
+        except NotFound as missing:
+            # A missing object of a served kind is a NotFound Status; an unserved kind's path is answered
+            # like any unknown URL (no Status). Only an answer that is neither asks discovery.
+            if missing.reason != "NotFound" and not await self.serves(kind):
                 raise KindMissing(f"{kind.kind} ({kind.api_version}) is not served", status=404) from None
             return None
         return dict(obj)

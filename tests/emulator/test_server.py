@@ -40,7 +40,11 @@ class Api:
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
             session.request(method, self.url + path, data=data, headers=headers, params=params) as resp,
         ):
-            return Answer(resp.status, await resp.json(content_type=None))
+            text = await resp.text()
+            try:
+                return Answer(resp.status, json.loads(text))
+            except ValueError:
+                return Answer(resp.status, text)
 
     async def ok(
         self, method: str, path: str, body: Any = None, content_type: str = "application/json", **params: str
@@ -80,6 +84,23 @@ def model(name: str = "m", **spec: Any) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------ server-side apply
+
+
+async def test_a_missing_object_is_a_not_found_status_an_unserved_resource_a_plain_404(api: Api) -> None:
+    """kube-apiserver: GET of a missing object of a served resource is a Status with reason NotFound
+    ("deployments.apps \"x\" not found"); a path of a resource it does not serve is answered like any unknown
+    URL, "404 page not found" as text. Clients tell the two apart without asking discovery."""
+    missing = await api.call("GET", f"{DEPLOYMENTS}/nope")
+    assert missing.status == 404
+    assert (missing.body["kind"], missing.body["reason"]) == ("Status", "NotFound")
+    assert missing.body["message"] == 'deployments.apps "nope" not found'
+    unserved = await api.call("GET", "/apis/networking.istio.io/v1/namespaces/default/virtualservices/vs")
+    assert (unserved.status, unserved.body) == (404, "404 page not found\n")
+    unknown = await api.call("GET", "/apis/apps/v1/namespaces/default/widgets/w")
+    assert (unknown.status, unknown.body) == (404, "404 page not found\n")
+    api.server.install_istio()
+    served = await api.call("GET", "/apis/networking.istio.io/v1/namespaces/default/virtualservices/vs")
+    assert served.body["reason"] == "NotFound"
 
 
 async def test_apply_creates_prunes_and_conflicts(api: Api) -> None:

@@ -40,6 +40,9 @@ ISTIO = {"networking.istio.io/v1": {"virtualservices": ("VirtualService", True, 
 Key = tuple[str, str, str | None, str]  # group/version, plural, namespace, name
 
 
+UNSERVED = "404 page not found\n"  # kube-apiserver's plain-text answer to a path it does not serve
+
+
 @dataclass
 class Call:
     method: str
@@ -82,7 +85,7 @@ class MemoryApi:
         group_version = "/".join(parts[1:2] if parts[0] == "api" else parts[1:3])
         rest = parts[2:] if parts[0] == "api" else parts[3:]
         if group_version not in self.served:
-            raise ApiError(404, "NotFound", f"the server could not find the requested resource ({path})")
+            raise ApiError(404, "", UNSERVED)
         if not rest:  # discovery of a group/version
             return {"resources": [{"name": plural} for plural in self.served[group_version]]}
         namespace = None
@@ -90,7 +93,7 @@ class MemoryApi:
             namespace, rest = rest[1], rest[2:]
         plural, name, subresource = rest[0], rest[1] if len(rest) > 1 else None, "/".join(rest[2:])
         if plural not in self.served[group_version]:
-            raise ApiError(404, "NotFound", f"the server could not find the requested resource ({path})")
+            raise ApiError(404, "", UNSERVED)
         kind, _, has_status = self.served[group_version][plural]
         if (status := self.refuse(method, path)) is not None:
             raise ApiError(status, "Forbidden" if status == 403 else "Injected", f"{method} {path} refused")
@@ -159,7 +162,11 @@ class MemoryKube(kube.Kube):
             answer = self.api.handle(method, path, decoded, list(query or []), content_type)
         except ApiError as error:
             self.api.calls.append(Call(method, path, decoded, error.status))
-            raw = json.dumps({"kind": "Status", "reason": error.reason, "message": error.message}).encode()
+            raw = (
+                json.dumps({"kind": "Status", "reason": error.reason, "message": error.message}).encode()
+                if error.reason
+                else error.message.encode()  # an unserved path: plain text, as kube-apiserver answers it
+            )
             raise kube._classify(method, path, error.status, raw) from None
         if isinstance(answer, tuple):
             answer, changed = answer

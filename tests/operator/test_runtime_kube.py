@@ -174,6 +174,14 @@ async def test_errors_are_typed(cluster: Cluster, client: Kube) -> None:
     assert await client.get(DEPLOYMENTS, NAMESPACE, "demo") is None
 
 
+async def test_a_missing_object_costs_one_request_no_discovery(cluster: Cluster, client: Kube) -> None:
+    before = len(cluster.api.requests_log())
+    assert await client.get(DEPLOYMENTS, NAMESPACE, "nothing-here") is None
+    assert [r.url.path for r in cluster.api.requests_log()[before:]] == [
+        DEPLOYMENTS.object_path(NAMESPACE, "nothing-here")
+    ]
+
+
 async def test_missing_kind_is_kind_missing_not_not_found(cluster: Cluster, client: Kube) -> None:
     assert not await client.serves(VIRTUAL_SERVICES)
     with pytest.raises(kube.KindMissing):

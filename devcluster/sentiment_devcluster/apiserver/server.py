@@ -231,7 +231,11 @@ class ApiServer(kmock.KubernetesEmulator):
             method = str(request.method.value).upper()
             if not request.resource.plural:
                 return await super()._handle(request)  # discovery
-            self._authorize(request)
+            self._authorize(request)  # authorization comes first, whether or not the resource is served
+            if not any(known == request.resource for known in self.resources):
+                # kube-apiserver answers a path of an unserved resource like any unknown URL: plain text, no
+                # Status (a missing object of a served resource is a NotFound Status, below).
+                return aiohttp.web.Response(status=404, text="404 page not found\n")
             if (method == "POST" and request.name is None) or (method in ("PATCH", "PUT") and request.name):
                 try:
                     return await self._write(request, method)
@@ -246,7 +250,15 @@ class ApiServer(kmock.KubernetesEmulator):
                     raise kmock_k8s.KubernetesError(
                         status=400, reason="BadRequest", message=str(exc)
                     ) from exc
-        response = await super()._handle(request)
+        try:
+            response = await super()._handle(request)
+        except kmock_k8s.KubernetesObjectNotFoundError:
+            resource = request.resource
+            assert resource is not None
+            what = f"{resource.plural}.{resource.group}" if resource.group else str(resource.plural)
+            raise kmock_k8s.KubernetesError(
+                status=404, reason="NotFound", message=f'{what} "{request.name}" not found'
+            ) from None
         if request.action == kmock.action.DELETE:
             await self._collect_garbage()
         return response
