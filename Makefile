@@ -65,8 +65,15 @@ test: $(STAMP) ## Run the whole test suite (real redis-server, kmock API server,
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: demo
-demo: $(STAMP) ## Offline demo: render the examples, serve a locally generated model, send an example request
+demo: $(STAMP) ## The main job end to end, offline: the real operator on an embedded cluster, kubectl, predictions
 	bash examples/demo.sh
+
+DEVMODEL := .cache/demo/model
+.PHONY: cluster
+cluster: $(STAMP) ## Keep the embedded cluster up for your own kubectl (Ctrl-C stops it); prints the KUBECONFIG
+	@[ -f $(DEVMODEL)/config.json ] || $(VENV)/bin/sentiment-devmodel --out $(DEVMODEL) --train
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m sentiment_devcluster up --state-dir .cache/devcluster \
+	  --model-dir $(DEVMODEL)
 
 .PHONY: bench
 bench: $(STAMP) ## Our server vs the pipeline server it replaces (k6, real redis-server; ~10 min; bench/README.md)

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# `make demo`: the main job on embedded defaults, offline, no cluster.
-#   1. render the example SentimentModels into the manifests the operator would apply;
-#   2. generate a small trained DistilBERT sentiment model locally (nothing is downloaded);
-#   3. serve it with sentiment-serve on 127.0.0.1 at /project with the in-process cache;
-#   4. send the seeds' example request and print the answer; 5. stop the server (also on error or Ctrl-C).
+# `make demo`: the main job, end to end, offline, on an embedded single-machine cluster (sentiment_devcluster):
+# the API server, the real operator process, a node agent that runs the pods as local processes and a Service
+# proxy. The commands are the ones a user types against a real cluster:
+#   1. start the cluster; 2. kubectl apply the project and lab SentimentModels; 3. kubectl get sentimentmodels;
+#   4. the example request to /project and /lab through their Services; 5. the repeat served from the managed
+#   Redis; 6. kubectl patch, status following the rollout; 7. an invalid SentimentModel -> InvalidSpec;
+#   8. delete everything, gone; 9. stop the cluster (also on error or Ctrl-C): no process is left.
 #
-# Environment: VENV (default .venv), DEMO_DIR (default .cache/demo; the model is reused between runs),
-# DEMO_PORT (default: 8000 if free, else any free port), READY_TIMEOUT seconds (default 180).
+# Environment: VENV (default .venv), DEMO_DIR (default .cache/demo; the generated model is reused between
+# runs), READY_TIMEOUT seconds per wait (default 180).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -14,99 +16,89 @@ VENV="${VENV:-.venv}"
 export PATH="$PWD/$VENV/bin:$PATH"
 DEMO_DIR="${DEMO_DIR:-.cache/demo}"
 READY_TIMEOUT="${READY_TIMEOUT:-180}"
-PREFIX=/project
-# Offline: nothing may reach a model hub, and the cache is the in-process one.
+# Offline: nothing may reach a model hub.
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 HF_HUB_DISABLE_PROGRESS_BARS=1
-unset SENTIMENT_REDIS_URL SENTIMENT_REDIS_PASSWORD
 
-for tool in python sentiment-operator sentiment-devmodel sentiment-serve; do
+for tool in python kubectl sentiment-operator sentiment-devmodel sentiment-serve; do
   command -v "$tool" >/dev/null || { echo "demo: $tool not found in $VENV; run 'make install'" >&2; exit 1; }
 done
 command -v curl >/dev/null || { echo "demo: curl is required" >&2; exit 1; }
+command -v redis-server >/dev/null || { echo "demo: redis-server is required (make install)" >&2; exit 1; }
 mkdir -p "$DEMO_DIR"
+DEMO_DIR="$(cd "$DEMO_DIR" && pwd)"
+STATE="$DEMO_DIR/cluster"
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+# Show a command as a user would type it, then run it.
+run() { printf '\033[2m$ %s\033[0m\n' "$*"; eval "$@"; }
 
-# --- 1. render -------------------------------------------------------------------------------------------------
-step "Rendering the example SentimentModels (sentiment-operator render)"
-examples=(examples/*.yaml)
-render_args=()
-for f in "${examples[@]}"; do render_args+=(-f "$f"); done
-sentiment-operator render "${render_args[@]}" > "$DEMO_DIR/rendered.yaml"
-python - "$DEMO_DIR/rendered.yaml" "${#examples[@]}" <<'EOF'
-import collections, sys, yaml
-objects = [o for o in yaml.safe_load_all(open(sys.argv[1], encoding="utf-8")) if o]
-kinds = collections.Counter(o["kind"] for o in objects)
-print(f"{len(objects)} objects from {sys.argv[2]} SentimentModels -> {sys.argv[1]}")
-print("  " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
-EOF
-
-# --- 2. model --------------------------------------------------------------------------------------------------
+# --- the model -------------------------------------------------------------------------------------------------
 MODEL_DIR="$DEMO_DIR/model"
 if [[ -f "$MODEL_DIR/MODEL_ID" && -f "$MODEL_DIR/config.json" ]]; then
-  step "Reusing the generated model in $MODEL_DIR"
+  step "Reusing the generated model in $MODEL_DIR (it stands in for the one baked into the inference image)"
 else
-  step "Generating a small trained sentiment model into $MODEL_DIR (sentiment-devmodel --train)"
+  step "Generating a small trained model into $MODEL_DIR (it stands in for the one baked into the image)"
   rm -rf "$MODEL_DIR"
   sentiment-devmodel --out "$MODEL_DIR" --train
 fi
 
-# --- 3. serve --------------------------------------------------------------------------------------------------
-PORT="${DEMO_PORT:-}"
-if [[ -z "$PORT" ]]; then
-  PORT=$(python - <<'EOF'
-import socket
-with socket.socket() as s:
-    try:
-        s.bind(("127.0.0.1", 8000))
-    except OSError:
-        s.bind(("127.0.0.1", 0))
-    print(s.getsockname()[1])
-EOF
-)
-fi
-BASE="http://127.0.0.1:$PORT$PREFIX"
-LOG="$DEMO_DIR/serve.log"
-step "Starting sentiment-serve on 127.0.0.1:$PORT (prefix $PREFIX, in-process cache; log: $LOG)"
-sentiment-serve --host 127.0.0.1 --port "$PORT" --model-path "$MODEL_DIR" --prefix "$PREFIX" >"$LOG" 2>&1 &
-SERVER_PID=$!
-echo "server pid $SERVER_PID"
+# --- 1. the cluster --------------------------------------------------------------------------------------------
+step "Starting the embedded cluster: API server, sentiment-operator, node agent, Service proxy"
+rm -rf "$STATE"
+LOG="$DEMO_DIR/cluster.log"
+# Its own session: Ctrl-C reaches this script, which stops the cluster in order (pods, operator, API server).
+setsid python -m sentiment_devcluster up --state-dir "$STATE" --model-dir "$MODEL_DIR" >"$LOG" 2>&1 &
+CLUSTER_PID=$!
+echo "cluster pid $CLUSTER_PID (log: $LOG)"
 
-stop_server() {
-  if kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
+stop_cluster() {
+  if kill -0 "$CLUSTER_PID" 2>/dev/null; then
+    kill -TERM "$CLUSTER_PID" 2>/dev/null || true
+    for _ in $(seq 1 300); do kill -0 "$CLUSTER_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL -- "-$CLUSTER_PID" 2>/dev/null || true   # its pods die with it (PR_SET_PDEATHSIG)
   fi
-  wait "$SERVER_PID" 2>/dev/null || true
+  wait "$CLUSTER_PID" 2>/dev/null || true
 }
-trap stop_server EXIT
+trap stop_cluster EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-deadline=$((SECONDS + READY_TIMEOUT))
-until curl -fsS -o /dev/null "$BASE/ready" 2>/dev/null; do
-  if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-    echo "demo: sentiment-serve exited before becoming ready; last log lines:" >&2
+deadline=$((SECONDS + 90))
+until [[ -f "$STATE/cluster.json" ]]; do
+  if ! kill -0 "$CLUSTER_PID" 2>/dev/null || ((SECONDS >= deadline)); then
+    echo "demo: the cluster did not start; last log lines:" >&2
     tail -n 30 "$LOG" >&2
     exit 1
   fi
-  if ((SECONDS >= deadline)); then
-    echo "demo: $BASE/ready not 200 after ${READY_TIMEOUT}s: $(curl -sS "$BASE/ready" 2>&1 || true)" >&2
-    tail -n 30 "$LOG" >&2
-    exit 1
-  fi
-  sleep 0.5
+  sleep 0.2
 done
-echo "ready: $(curl -fsS "$BASE/ready")"
+export KUBECONFIG="$STATE/kubeconfig"
+grep -m1 'API server' "$LOG" | sed 's/^\[devcluster\] //'
+run kubectl get namespaces
 
-# --- 4. the seeds' request -------------------------------------------------------------------------------------
+fail() {
+  echo "demo: $*; last cluster log lines:" >&2
+  tail -n 30 "$LOG" >&2
+  exit 1
+}
+
+# --- 2. apply ----------------------------------------------------------------------------------------------
+step "Applying the example SentimentModels"
+run "kubectl create namespace sentiment --dry-run=client -o yaml | kubectl apply -f -"
+run kubectl apply -f examples/project.yaml -f examples/lab.yaml
+
+# --- 3. status -------------------------------------------------------------------------------------------------
+step "Waiting until both are Ready (the operator reconciles, the node agent starts Redis and the servers)"
+run kubectl -n sentiment wait sm/project sm/lab --for=condition=Ready --timeout="${READY_TIMEOUT}s" \
+  || fail "the SentimentModels did not become Ready"
+run kubectl -n sentiment get sentimentmodels
+run kubectl -n sentiment get deployments,services
+run kubectl -n sentiment get pods -o wide
+
+svc() { kubectl -n sentiment get service "$1" -o jsonpath='{.spec.clusterIP}'; }
 REQUEST='{"text": ["I love you!", "I hate you!", "I am a k8s Cluster!"]}'
-step "POST $BASE/predict"
-echo "curl -X POST $BASE/predict -H 'Content-Type: application/json' -d '$REQUEST'"
-ANSWER=$(curl -fsS -X POST "$BASE/predict" -H 'Content-Type: application/json' -d "$REQUEST")
-echo "$ANSWER"
-python - "$REQUEST" "$ANSWER" <<'EOF'
+summarize() {
+  python - "$REQUEST" "$1" <<'EOF'
 import json, sys
 texts = json.loads(sys.argv[1])["text"]
 predictions = json.loads(sys.argv[2])["predictions"]
@@ -115,9 +107,68 @@ for text, scores in zip(texts, predictions):
     best = max(scores, key=lambda s: s["score"])
     print(f"  {text!r:24} -> {best['label']:8} {best['score']:.3f}")
 EOF
+}
 
-# --- 5. stop ---------------------------------------------------------------------------------------------------
-step "Stopping the server"
-stop_server
+# --- 4. predictions through the Services ----------------------------------------------------------------------
+for name in project lab; do
+  step "The example request to /$name through Service sentiment/$name ($name.sentiment.svc.cluster.local)"
+  URL="http://$(svc "$name"):8000/$name/predict"
+  echo "\$ curl -s -X POST $URL -H 'Content-Type: application/json' -d '$REQUEST'"
+  ANSWER=$(curl -fsS --max-time 30 -X POST "$URL" -H 'Content-Type: application/json' -d "$REQUEST") \
+    || fail "POST $URL failed"
+  echo "$ANSWER"
+  summarize "$ANSWER"
+done
+
+# --- 5. the cache ----------------------------------------------------------------------------------------------
+step "The same request again: answered from the operator's managed Redis (project-redis)"
+BASE="http://$(svc project):8000"
+run "curl -s -o /dev/null -w 'HTTP %{http_code}\n' -X POST $BASE/project/predict -H 'Content-Type: application/json' -d '$REQUEST'"
+run "curl -s $BASE/metrics | grep -E '^sentiment_cache_(hits|misses)_total'"
+
+# --- 6. a spec change rolls out --------------------------------------------------------------------------------
+step "Changing the spec: project to int8; the Deployment rolls (new pod ready before the old one stops)"
+run kubectl -n sentiment patch sentimentmodel project --type merge -p "'{\"spec\":{\"model\":{\"precision\":\"int8\"}}}'"
+sleep 1
+run kubectl -n sentiment get sentimentmodel project -o wide
+run kubectl -n sentiment rollout status deployment/project --timeout="${READY_TIMEOUT}s" \
+  || fail "the rollout did not finish"
+run kubectl -n sentiment get pods -l app.kubernetes.io/instance=project
+run kubectl -n sentiment wait sm/project --for=condition=Ready --timeout="${READY_TIMEOUT}s" || fail "not Ready"
+run kubectl -n sentiment get sentimentmodel project -o wide
+run "curl -s $BASE/project/model | python -c 'import json,sys; m=json.load(sys.stdin); print(\"precision:\", m[\"precision\"])'"
+
+# --- 7. an invalid spec ----------------------------------------------------------------------------------------
+step "An invalid SentimentModel (requests above limits: only the operator can check that) -> InvalidSpec"
+run "kubectl -n sentiment apply -f - <<'EOF'
+apiVersion: serving.sentiment.dev/v1alpha1
+kind: SentimentModel
+metadata:
+  name: broken
+spec:
+  resources:
+    requests: {cpu: '4'}
+    limits: {cpu: '2'}
+EOF"
+run "kubectl -n sentiment wait sm/broken --for=jsonpath='{.status.conditions[?(@.type==\"Ready\")].reason}'=InvalidSpec --timeout=${READY_TIMEOUT}s" \
+  || fail "no InvalidSpec"
+run kubectl -n sentiment get sentimentmodels -o wide
+run "kubectl -n sentiment get sm broken -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].message}'; echo"
+
+# --- 8. delete -------------------------------------------------------------------------------------------------
+step "Deleting everything: the children go with their owners (garbage collection), the pods stop"
+run kubectl -n sentiment delete sentimentmodel project lab broken --wait --timeout="${READY_TIMEOUT}s"
+run kubectl -n sentiment get sentimentmodels,deployments,services,secrets
+deadline=$((SECONDS + 60))
+until python - "$STATE/pods.json" <<'EOF'
+import json, sys
+sys.exit(0 if json.load(open(sys.argv[1], encoding="utf-8")) == [] else 1)
+EOF
+do ((SECONDS < deadline)) || fail "pods still running after the delete"; sleep 0.5; done
+echo "the node agent runs no pod any more"
+
+# --- 9. stop ---------------------------------------------------------------------------------------------------
+step "Stopping the cluster"
+stop_cluster
 trap - EXIT
-echo "demo finished: the manifests are in $DEMO_DIR/rendered.yaml"
+echo "demo finished (logs: $LOG, $STATE/operator.log, $STATE/pods/)"

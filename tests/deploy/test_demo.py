@@ -1,17 +1,20 @@
-"""examples/demo.sh (`make demo`) end to end: offline, bounded, and it leaves no server behind."""
+"""examples/demo.sh (`make demo`) end to end: the real operator on the embedded cluster, offline, bounded,
+and it leaves no process behind, also when it fails."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import signal
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
-import yaml
 from deploy_support import ROOT
-from serving import free_port, offline_env
+from serving import offline_env
 
 SCRIPT = ROOT / "examples" / "demo.sh"
 SEED_TEXTS = ["I love you!", "I hate you!", "I am a k8s Cluster!"]
@@ -21,69 +24,133 @@ def run_demo(demo_dir: Path, timeout: float, **env: str) -> subprocess.Completed
     # Any attempt to reach the network through HTTP(S) would hit a closed local port and fail.
     environment = offline_env(
         DEMO_DIR=str(demo_dir),
-        DEMO_PORT=str(free_port()),
         HTTP_PROXY="http://127.0.0.1:9",
         HTTPS_PROXY="http://127.0.0.1:9",
-        NO_PROXY="127.0.0.1,localhost",
+        NO_PROXY="127.0.0.0/8,localhost",
+        no_proxy="127.0.0.0/8,localhost",
         **env,
     )
+    environment.pop("KUBECONFIG", None)
     return subprocess.run(
         ["bash", str(SCRIPT)], capture_output=True, text=True, timeout=timeout, env=environment, check=False
     )
 
 
-def assert_stopped(output: str) -> None:
-    match = re.search(r"server pid (\d+)", output)
-    assert match, output
+def assert_nothing_left(output: str, demo_dir: Path) -> None:
+    match = re.search(r"cluster pid (\d+)", output)
+    assert match, output[-3000:]
     with pytest.raises(ProcessLookupError):
         os.kill(int(match.group(1)), 0)
+    # Every pod's processes run in a directory of the cluster's state: none may be left.
+    left = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cwd = os.readlink(entry / "cwd")
+            except OSError:
+                continue
+            if cwd.startswith(str(demo_dir.resolve())):
+                left.append(entry.name)
+    assert not left, f"processes left behind: {left}"
 
 
-def test_demo_renders_serves_answers_and_stops(tmp_path: Path) -> None:
+def test_demo_runs_the_operator_end_to_end_and_cleans_up(tmp_path: Path) -> None:
     demo_dir = tmp_path / "demo"
-    proc = run_demo(demo_dir, timeout=280)
+    proc = run_demo(demo_dir, timeout=600)
     output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, output[-4000:]
+    assert proc.returncode == 0, output[-5000:]
+    out = proc.stdout
 
-    # 1. every example SentimentModel rendered into manifests
-    examples = sorted(ROOT.glob("examples/*.yaml"))
-    assert f"from {len(examples)} SentimentModels" in proc.stdout
-    rendered = [o for o in yaml.safe_load_all((demo_dir / "rendered.yaml").read_text(encoding="utf-8")) if o]
-    deployments = {o["metadata"]["name"] for o in rendered if o["kind"] == "Deployment"}
-    assert {"project", "lab"} <= deployments
+    # The commands a user types, in order.
+    commands = [
+        "$ kubectl apply -f examples/project.yaml -f examples/lab.yaml",
+        "$ kubectl -n sentiment get sentimentmodels",
+        "$ curl -s -X POST http://127.",
+        "$ kubectl -n sentiment patch sentimentmodel project --type merge",
+        "$ kubectl -n sentiment rollout status deployment/project",
+        "$ kubectl -n sentiment delete sentimentmodel project lab broken",
+    ]
+    positions = [out.index(command) for command in commands]
+    assert positions == sorted(positions)
 
-    # 2. a model generated locally, 3.+4. served and asked the seeds' question
-    assert (demo_dir / "model" / "MODEL_ID").is_file()
-    answer_line = next(line for line in proc.stdout.splitlines() if line.startswith('{"predictions"'))
-    predictions = json.loads(answer_line)["predictions"]
-    assert len(predictions) == len(SEED_TEXTS)
-    best = []
-    for scores in predictions:
-        assert {s["label"] for s in scores} == {"POSITIVE", "NEGATIVE"}
-        assert sum(s["score"] for s in scores) == pytest.approx(1.0, abs=1e-3)
-        best.append(max(scores, key=lambda s: s["score"])["label"])
-    # The trained dev model gets the two obvious ones right.
-    assert best[:2] == ["POSITIVE", "NEGATIVE"]
-    for text in SEED_TEXTS:
-        assert repr(text) in proc.stdout
+    # kubectl get sentimentmodels: both Ready, project 1/1 and lab 2/2.
+    table = out[out.index("$ kubectl -n sentiment get sentimentmodels") :]
+    assert re.search(r"^lab\s+True\s+2/2\s", table, re.MULTILINE)
+    assert re.search(r"^project\s+True\s+1/1\s", table, re.MULTILINE)
 
-    # 5. the server is gone
-    assert_stopped(output)
-    assert "demo finished" in proc.stdout
+    # The seeds' request answered at /project and at /lab through their Services.
+    answers = [json.loads(line) for line in out.splitlines() if line.startswith('{"predictions"')]
+    assert len(answers) == 2
+    for answer in answers:
+        predictions = answer["predictions"]
+        assert len(predictions) == len(SEED_TEXTS)
+        best = [max(scores, key=lambda s: s["score"])["label"] for scores in predictions]
+        assert best[:2] == ["POSITIVE", "NEGATIVE"]
+    assert "/project/predict" in out
+    assert "/lab/predict" in out
+
+    # The repeat came from the managed Redis.
+    hits = re.search(r'^sentiment_cache_hits_total\{backend="redis"\} (\d+)', out, re.MULTILINE)
+    assert hits, out[-3000:]
+    assert float(hits.group(1)) >= len(SEED_TEXTS)
+
+    # The patch rolled out: the server now reports int8.
+    assert 'deployment "project" successfully rolled out' in out
+    assert "precision: int8" in out
+
+    # The invalid model is InvalidSpec, with the field named.
+    assert re.search(r"^broken\s+False\s.*InvalidSpec", out, re.MULTILINE)
+    assert "spec.resources.requests.cpu" in out
+
+    # Deleted: nothing left in the namespace, no pod, no process.
+    assert "No resources found in sentiment namespace." in output
+    assert "the node agent runs no pod any more" in out
+    assert "demo finished" in out
+    assert_nothing_left(output, demo_dir)
 
 
-def test_demo_fails_clearly_and_cleans_up_when_the_server_cannot_start(tmp_path: Path) -> None:
+def test_demo_fails_clearly_and_cleans_up_when_the_servers_cannot_start(tmp_path: Path) -> None:
     demo_dir = tmp_path / "demo"
     broken = demo_dir / "model"
     broken.mkdir(parents=True)
     (broken / "MODEL_ID").write_text("broken\n", encoding="utf-8")
     (broken / "config.json").write_text("{not json", encoding="utf-8")
 
-    proc = run_demo(demo_dir, timeout=120, READY_TIMEOUT="20")
+    proc = run_demo(demo_dir, timeout=300, READY_TIMEOUT="20")
 
     output = proc.stdout + proc.stderr
     assert proc.returncode == 1, output[-4000:]
-    assert re.search(
-        r"demo: (sentiment-serve exited before becoming ready|.*/ready not 200 after 20s)", output
+    assert "demo: the SentimentModels did not become Ready" in output
+    assert_nothing_left(output, demo_dir)
+
+
+def test_ctrl_c_stops_the_demo_and_every_process_it_started(tmp_path: Path) -> None:
+    """Ctrl-C in a terminal: SIGINT to the demo's whole foreground process group, while pods are running."""
+    demo_dir = tmp_path / "demo"
+    environment = offline_env(DEMO_DIR=str(demo_dir))
+    environment.pop("KUBECONFIG", None)
+    proc = subprocess.Popen(
+        ["bash", str(SCRIPT)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=environment,
+        start_new_session=True,
     )
-    assert_stopped(output)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or []), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 300
+        while not any("condition met" in line for line in lines):
+            assert proc.poll() is None, "".join(lines)[-3000:]
+            assert time.monotonic() < deadline, "".join(lines)[-3000:]
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=120) == 130, "".join(lines)[-3000:]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+    reader.join(timeout=30)
+    assert_nothing_left("".join(lines), demo_dir)

@@ -1,4 +1,4 @@
-"""RBAC, OwnerReferencesPermissionEnforcement and Pod Security admission (tests/apiserver/rbac.py,
+"""RBAC, OwnerReferencesPermissionEnforcement and Pod Security admission (apiserver/rbac.py,
 podsecurity.py), against the documents they cite, and through the test API server over HTTP."""
 
 from __future__ import annotations
@@ -12,9 +12,15 @@ import aiohttp
 import kmock
 import pytest
 import yaml
-from apiserver import podsecurity
-from apiserver.rbac import Attributes, Authorizer, owner_reference_violations, verb_of, without_resource
-from apiserver.server import ApiServer, project_crd_schemas
+from sentiment_devcluster.apiserver import podsecurity
+from sentiment_devcluster.apiserver.rbac import (
+    Attributes,
+    Authorizer,
+    owner_reference_violations,
+    verb_of,
+    without_resource,
+)
+from sentiment_devcluster.apiserver.server import ApiServer, project_crd_schemas
 
 ROOT = Path(__file__).resolve().parents[2]
 RBAC_DOCS = list(yaml.safe_load_all((ROOT / "deploy" / "base" / "rbac.yaml").read_text()))

@@ -1,5 +1,5 @@
 """Server-side apply against https://kubernetes.io/docs/reference/using-api/server-side-apply/
-(tests/apiserver/apply.py). Each test names the section of that page it reproduces."""
+(apiserver/apply.py). Each test names the section of that page it reproduces."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import copy
 from typing import Any
 
 import pytest
-from apiserver.apply import (
+from sentiment_devcluster.apiserver.apply import (
     ApplyConflict,
     apply,
     field_set,
@@ -16,7 +16,7 @@ from apiserver.apply import (
     record_update,
     to_fields_v1,
 )
-from apiserver.schema import TypeInfo
+from sentiment_devcluster.apiserver.schema import TypeInfo
 
 DEPLOYMENT = TypeInfo("Deployment", has_status=True)
 

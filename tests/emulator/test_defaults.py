@@ -1,5 +1,5 @@
 """Dropping and defaulting against the Go types and the defaulting functions of k8s.io/kubernetes
-(tests/apiserver/defaults.py): pkg/apis/core/v1/defaults.go, pkg/apis/apps/v1/defaults.go,
+(apiserver/defaults.py): pkg/apis/core/v1/defaults.go, pkg/apis/apps/v1/defaults.go,
 pkg/apis/autoscaling/v2/defaults.go, pkg/apis/networking/v1/defaults.go."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from apiserver.defaults import drop_empty, normalize
+from sentiment_devcluster.apiserver.defaults import drop_empty, normalize
 
 
 def test_omitempty_zero_values_are_not_stored() -> None:

@@ -1,10 +1,10 @@
-"""The PATCH content types, each against the document that defines it (tests/apiserver/patch.py)."""
+"""The PATCH content types, each against the document that defines it (apiserver/patch.py)."""
 
 from __future__ import annotations
 
 import pytest
-from apiserver.patch import PatchError, json_patch, merge_patch, strategic_merge_patch
-from apiserver.schema import TypeInfo
+from sentiment_devcluster.apiserver.patch import PatchError, json_patch, merge_patch, strategic_merge_patch
+from sentiment_devcluster.apiserver.schema import TypeInfo
 
 DEPLOYMENT = TypeInfo("Deployment", has_status=True)
 

@@ -1,12 +1,12 @@
 """Label and field selectors against
 https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#label-selectors and
 https://kubernetes.io/docs/concepts/overview/working-with-objects/field-selectors/
-(tests/apiserver/selectors.py)."""
+(apiserver/selectors.py)."""
 
 from __future__ import annotations
 
 import pytest
-from apiserver.selectors import BadSelector, field_selector, label_selector, selector
+from sentiment_devcluster.apiserver.selectors import BadSelector, field_selector, label_selector, selector
 
 
 def obj(labels: dict[str, str], name: str = "x", namespace: str = "default") -> dict[str, object]:

@@ -1,4 +1,4 @@
-"""The test API server over HTTP (tests/apiserver/server.py): each behaviour a client relies on, as a client
+"""The test API server over HTTP (apiserver/server.py): each behaviour a client relies on, as a client
 sees it, with the documented kube-apiserver behaviour it reproduces."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import kmock
 import pytest
-from apiserver.server import ApiServer, project_crd_schemas
+from sentiment_devcluster.apiserver.server import ApiServer, project_crd_schemas
 
 DEPLOYMENTS = "/apis/apps/v1/namespaces/default/deployments"
 MODELS = "/apis/serving.sentiment.dev/v1alpha1/namespaces/default/sentimentmodels"
@@ -382,6 +382,30 @@ async def test_deleting_an_owner_deletes_its_dependents(api: Api) -> None:
     await api.ok("DELETE", f"{MODELS}/m")
     assert (await api.call("GET", f"{DEPLOYMENTS}/child")).status == 404
     assert (await api.call("GET", f"{DEPLOYMENTS}/shared")).status == 200
+
+
+async def test_an_owner_held_by_a_finalizer_takes_its_dependents_when_the_finalizer_goes(api: Api) -> None:
+    """Garbage collection docs, "Finalizers": a deleted owner with a finalizer only gets a deletionTimestamp
+    and keeps its dependents; once the finalizer is removed (as kopf does) the owner is gone and the
+    background collector deletes its dependents too."""
+    owner = await api.ok("POST", MODELS, {**model(), "metadata": {"name": "m", "finalizers": ["x/y"]}})
+    child = deployment("child")
+    child["metadata"]["ownerReferences"] = [
+        {
+            "apiVersion": owner["apiVersion"],
+            "kind": "SentimentModel",
+            "name": "m",
+            "uid": owner["metadata"]["uid"],
+        }
+    ]
+    await api.ok("POST", DEPLOYMENTS, child)
+    await api.ok("DELETE", f"{MODELS}/m")
+    terminating = await api.ok("GET", f"{MODELS}/m")
+    assert terminating["metadata"]["deletionTimestamp"]
+    assert (await api.call("GET", f"{DEPLOYMENTS}/child")).status == 200
+    await api.ok("PATCH", f"{MODELS}/m", {"metadata": {"finalizers": None}}, "application/merge-patch+json")
+    assert (await api.call("GET", f"{MODELS}/m")).status == 404
+    assert (await api.call("GET", f"{DEPLOYMENTS}/child")).status == 404
 
 
 async def test_managed_fields_set_by_a_write_are_taken_as_given(api: Api) -> None:

@@ -1,7 +1,7 @@
 """Custom resources against
 https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definitions/
 ("Field pruning", "Defaulting", "Validation rules"), on the project's own CRD
-(tests/apiserver/structural.py)."""
+(apiserver/structural.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 import yaml
-from apiserver.schema import TypeInfo
-from apiserver.structural import Invalid, prune, store
+from sentiment_devcluster.apiserver.schema import TypeInfo
+from sentiment_devcluster.apiserver.structural import Invalid, prune, store
 
 CRD = yaml.safe_load((Path(__file__).resolve().parents[2] / "crds" / "sentimentmodel.yaml").read_text())
 SCHEMA: dict[str, Any] = CRD["spec"]["versions"][0]["schema"]["openAPIV3Schema"]

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 import kmock
 import pytest
-from apiserver.server import ApiServer, project_crd_schemas
 from operator_emulator import NAMESPACE, Cluster, OperatorHandle
+from sentiment_devcluster.apiserver.server import ApiServer, project_crd_schemas
 from sentiment_operator.rbac import REQUIRED_PERMISSIONS
 
 

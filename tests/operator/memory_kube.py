@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import kubernetes.client
-from apiserver import selectors
-from apiserver.schema import TypeInfo
-from apiserver.server import project_crd_schemas
-from apiserver.store import ApiError, admit, write_for
+from sentiment_devcluster.apiserver import selectors
+from sentiment_devcluster.apiserver.schema import TypeInfo
+from sentiment_devcluster.apiserver.server import project_crd_schemas
+from sentiment_devcluster.apiserver.store import ApiError, admit, write_for
 from sentiment_operator import kube
 
 # group/version -> {plural: (kind, namespaced, has status subresource)}

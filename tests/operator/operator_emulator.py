@@ -1,5 +1,5 @@
 """The operator test harness: the real operator in its own thread against the test API server
-(``apiserver.server.ApiServer``), and a ``Cluster`` of kubectl-like helpers."""
+(``sentiment_devcluster.apiserver.server.ApiServer``), and a ``Cluster`` of kubectl-like helpers."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import aiohttp.web
 import kmock
 import kopf
 import pytest
-from apiserver.server import ApiServer, matcher
+from sentiment_devcluster.apiserver.server import ApiServer, matcher
 from sentiment_operator.handlers import OperatorConfig, register
 from sentiment_operator.kube import Kube
 

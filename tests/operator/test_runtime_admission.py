@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from apiserver.rbac import Authorizer, without_resource
 from operator_emulator import NAMESPACE, Cluster, eventually
+from sentiment_devcluster.apiserver.rbac import Authorizer, without_resource
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = list(yaml.safe_load_all((ROOT / "deploy" / "base" / "rbac.yaml").read_text(encoding="utf-8")))

@@ -11,7 +11,6 @@ import itertools
 from typing import Any
 
 import pytest
-from apiserver.server import Fault, matcher
 from operator_emulator import (
     NAMESPACE,
     SM_PATH,
@@ -20,6 +19,7 @@ from operator_emulator import (
     assert_no_secret_leak,
     eventually,
 )
+from sentiment_devcluster.apiserver.server import Fault, matcher
 
 NAME = "demo"
 SPEC: dict[str, Any] = {"image": "registry.example/inference:1.0", "autoscaling": {"enabled": False}}

@@ -7,8 +7,8 @@ import copy
 from typing import Any
 
 import pytest
-from apiserver.server import Fault, matcher
 from operator_emulator import NAMESPACE, Cluster, eventually
+from sentiment_devcluster.apiserver.server import Fault, matcher
 from sentiment_operator import kinds, kube, names
 from sentiment_operator.kube import Kube
 

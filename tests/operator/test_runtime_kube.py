@@ -6,8 +6,8 @@ import base64
 from typing import Any
 
 import pytest
-from apiserver.server import Fault, matcher
 from operator_emulator import NAMESPACE, Cluster
+from sentiment_devcluster.apiserver.server import Fault, matcher
 from sentiment_operator import kinds, kube, names
 from sentiment_operator.builders import redis_auth_data
 from sentiment_operator.kube import Kube

@@ -290,12 +290,19 @@ async def test_steady_state_reconciles_write_nothing(cluster: Cluster) -> None:
 
 async def test_deleting_the_model_is_not_blocked(cluster: Cluster, operator: OperatorHandle) -> None:
     await _created(cluster)
-    await cluster.delete(SM_PATH, NAMESPACE, NAME)
-    await eventually(lambda: cluster.model(NAME) is None, what="the SentimentModel gone (no stuck finalizer)")
-    # Children go with the ownerReferences (garbage collection is the API server's job, not the emulator's).
     deployment = cluster.api.live("apps/v1/deployments", NAMESPACE, NAME)
     assert deployment is not None
     assert deployment["metadata"]["ownerReferences"][0]["kind"] == "SentimentModel"
+    await cluster.delete(SM_PATH, NAMESPACE, NAME)
+    await eventually(lambda: cluster.model(NAME) is None, what="the SentimentModel gone (no stuck finalizer)")
+    # Once kopf's finalizer is off, the children go with the ownerReferences (the API server's garbage
+    # collection), not by the operator deleting them.
+    await eventually(
+        lambda: cluster.api.live("apps/v1/deployments", NAMESPACE, NAME) is None,
+        what="the Deployment collected",
+    )
+    deletes = cluster.requests(method="DELETE", plural="deployments")
+    assert not [r for r in deletes if r.headers.get("User-Agent", "").startswith("sentiment-operator")]
 
 
 async def test_a_childs_status_change_updates_the_owner_without_touching_children(

@@ -14,15 +14,15 @@ from __future__ import annotations
 import copy
 import datetime
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
-from apiserver import apply as ssa
-from apiserver import defaults, patch, structural
-from apiserver.schema import TypeInfo
+from sentiment_devcluster.apiserver import apply as ssa
+from sentiment_devcluster.apiserver import defaults, patch, structural
+from sentiment_devcluster.apiserver.schema import TypeInfo
 
 
 class ApiError(Exception):
@@ -53,7 +53,7 @@ def write_for(
     name: str | None,
     subresource: str,
     content_type: str,
-    params: dict[str, str],
+    params: Mapping[str, str],
     user_agent: str,
 ) -> Write:
     """The write an HTTP request asks for. Its field manager: ``fieldManager`` (required for an apply), else

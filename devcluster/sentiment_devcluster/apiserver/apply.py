@@ -26,7 +26,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from apiserver.schema import ListType, Path, TypeInfo
+from sentiment_devcluster.apiserver.schema import ListType, Path, TypeInfo
 
 FieldPath = tuple[str, ...]
 FieldSet = frozenset[FieldPath]

@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import aiohttp.web
@@ -31,9 +31,9 @@ import yaml
 from kmock._internal import k8s as kmock_k8s
 from kmock._internal import parsing, rendering
 
-from apiserver import podsecurity, rbac, selectors
-from apiserver.schema import TypeInfo
-from apiserver.store import ApiError, admit, write_for
+from sentiment_devcluster.apiserver import podsecurity, rbac, selectors
+from sentiment_devcluster.apiserver.schema import TypeInfo
+from sentiment_devcluster.apiserver.store import ApiError, admit, write_for
 
 _kmock_parse_path = parsing.parse_path
 
@@ -120,7 +120,7 @@ def matcher(
 
 def project_crd_schemas() -> dict[str, dict[str, Any]]:
     """group/version/plural -> openAPIV3Schema of the project's own CRD (crds/sentimentmodel.yaml)."""
-    crd = yaml.safe_load((Path(__file__).resolve().parents[2] / "crds" / "sentimentmodel.yaml").read_text())
+    crd = yaml.safe_load((Path(__file__).resolve().parents[3] / "crds" / "sentimentmodel.yaml").read_text())
     spec = crd["spec"]
     return {
         f"{spec['group']}/{version['name']}/{spec['names']['plural']}": version["schema"]["openAPIV3Schema"]
@@ -182,18 +182,25 @@ class ApiServer(kmock.KubernetesEmulator):
                 }
                 await bus.put(marker)
 
-    # --- realism: writes as kube-apiserver admits them (tests/apiserver) --------------------------------
+    # --- realism: writes as kube-apiserver admits them (the rule modules of this package) --------------
 
     def next_resource_version(self) -> str:
         self._last_rv = next(self._rv)
         return str(self._last_rv)
 
+    def _served(self) -> list[tuple[kmock.resource, kmock.ResourceInfo]]:
+        """The registered resources (kmock's views are typed loosely)."""
+        return [
+            (cast(kmock.resource, resource), cast(kmock.ResourceInfo, info))
+            for resource, info in self.resources.items()
+        ]
+
     def type_info(self, resource: Any) -> TypeInfo:
-        for known, info in self.resources.items():
+        for known, info in self._served():
             if known == resource:
                 path = f"{resource.group}/{resource.version}/{resource.plural}".lstrip("/")
                 return TypeInfo.of(
-                    info.kind,
+                    str(info.kind),
                     resource.group or "",
                     has_status="status" in info.subresources,
                     crd_schema=self.crd_schemas.get(path),
@@ -275,9 +282,10 @@ class ApiServer(kmock.KubernetesEmulator):
         )
         name = write.name
         path = f"{request.resource.group}/{request.resource.version}/{request.resource.plural}".lstrip("/")
+        objects: Any = self._objects  # kmock's ObjectsArray, keyed (resource, namespace, name)
         async with self._lock:
             key = (request.resource, request.namespace, name)
-            stored = self._objects[key] if key in self._objects and name else None
+            stored = objects[key] if key in objects and name else None
             live = copy.deepcopy(stored.raw) if stored is not None and not stored.deleted else None
             if live is None and method == "PATCH":
                 self._authorize(request, verb="create")  # an apply that creates also needs create
@@ -294,18 +302,22 @@ class ApiServer(kmock.KubernetesEmulator):
             warnings = self._admission(request, new, live) if changed else []
             if request.params.get("dryRun"):
                 changed = False
+            gone = False
             if changed:
                 meta = new["metadata"]
                 gone = bool(meta.get("deletionTimestamp")) and not meta.get("finalizers")
-                if key in self._objects:
-                    self._objects[key].create(new)
+                if key in objects:
+                    objects[key].create(new)
                 else:
-                    self._objects[key] = new
+                    objects[key] = new
                 kind = "ADDED" if live is None else "MODIFIED"
                 await self._buses[request.resource].put({"type": kind, "object": copy.deepcopy(new)})
                 if gone:
-                    self._objects[key].delete()
+                    objects[key].delete()
                     await self._buses[request.resource].put({"type": "DELETED", "object": copy.deepcopy(new)})
+        if changed and gone:
+            # The last finalizer went: the object is deleted now, and so are its dependents (it may own some).
+            await self._collect_garbage()
         status = 201 if live is None and changed else 200
         response = aiohttp.web.json_response(new, status=status)
         for warning in warnings:
@@ -351,8 +363,8 @@ class ApiServer(kmock.KubernetesEmulator):
         if self._subject_to_rbac(request):
             assert self.authorizer is not None
             plural_of = {
-                (str(resource.group or ""), info.kind): str(resource.plural)
-                for resource, info in self.resources.items()
+                (str(resource.group or ""), str(info.kind)): str(resource.plural)
+                for resource, info in self._served()
             }
             problems = rbac.owner_reference_violations(self.authorizer, new, live, plural_of)
             if problems:
@@ -382,10 +394,11 @@ class ApiServer(kmock.KubernetesEmulator):
         return warnings
 
     def _namespace_labels(self, namespace: str | None) -> dict[str, str]:
+        objects: Any = self._objects
         key = (kmock.resource("v1/namespaces"), None, namespace)
-        if not namespace or key not in self._objects or self._objects[key].deleted:
+        if not namespace or key not in objects or objects[key].deleted:
             return {}
-        labels: dict[str, str] = (self._objects[key].raw.get("metadata") or {}).get("labels") or {}
+        labels: dict[str, str] = (objects[key].raw.get("metadata") or {}).get("labels") or {}
         return labels
 
     async def _collect_garbage(self) -> None:
@@ -428,6 +441,12 @@ class ApiServer(kmock.KubernetesEmulator):
         if isinstance(payload, dict):
             # The collection's resourceVersion, from which a watch continues (kmock answers "...").
             payload["metadata"] = {"resourceVersion": str(self._last_rv)}
+            # As kube-apiserver answers (client-go's informers, e.g. kubectl wait and rollout, require it).
+            resource = request.resource
+            payload["kind"] = f"{self.type_info(resource).kind}List"
+            payload["apiVersion"] = (
+                f"{resource.group}/{resource.version}" if resource.group else resource.version
+            )
         check = selectors.selector(request.params, self.type_info(request.resource).kind)
         if check is not None and isinstance(payload, dict):
             payload["items"] = [item for item in payload["items"] if check(item)]
@@ -468,6 +487,21 @@ class ApiServer(kmock.KubernetesEmulator):
         for obj in snapshot:
             if wanted(obj) and int((obj.get("metadata") or {}).get("resourceVersion") or 0) > since_rv:
                 yield {"type": "ADDED", "object": obj}
+        if request.params.get("sendInitialEvents") == "true":
+            # Streaming lists (KEP-3157, kubectl 1.32+): a bookmark marks the end of the initial events.
+            resource = request.resource
+            api_version = f"{resource.group}/{resource.version}" if resource.group else resource.version
+            yield {
+                "type": "BOOKMARK",
+                "object": {
+                    "kind": self.type_info(resource).kind,
+                    "apiVersion": api_version,
+                    "metadata": {
+                        "resourceVersion": str(self._last_rv),
+                        "annotations": {"k8s.io/initial-events-end": "true"},
+                    },
+                },
+            }
         async for event in bus.stream(since=mark):
             if isinstance(event, dict) and event.get("type") == _BREAK:
                 meta = (event.get("object") or {}).get("metadata") or {}

@@ -38,7 +38,7 @@ def _matches(rule: dict[str, Any], attrs: Attributes) -> bool:
     verbs = rule.get("verbs") or []
     names = rule.get("resourceNames") or []
     full = f"{attrs.resource}/{attrs.subresource}" if attrs.subresource else attrs.resource
-    return (
+    return bool(
         ("*" in groups or attrs.group in groups)
         and (
             "*" in resources

@@ -11,7 +11,7 @@ unsupported field is a 400.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 Predicate = Callable[[dict[str, Any]], bool]
@@ -43,6 +43,22 @@ _EQ = re.compile(r"^([\w./-]+)\s*(==|=|!=)\s*([\w./-]*)$")
 _EXISTS = re.compile(r"^(!?)([\w./-]+)$")
 
 
+def _member(key: str, values: set[str], *, negate: bool) -> Predicate:
+    return lambda labels: (labels.get(key) in values) != negate
+
+
+def _equal(key: str, value: str, *, negate: bool) -> Predicate:
+    return lambda labels: (labels.get(key) == value) != negate
+
+
+def _exists(key: str, *, negate: bool) -> Predicate:
+    return lambda labels: (key in labels) != negate
+
+
+def _field_equal(read: Callable[[dict[str, Any]], str], value: str, *, negate: bool) -> Predicate:
+    return lambda obj: (read(obj) == value) != negate
+
+
 def label_selector(text: str) -> Predicate:
     requirements: list[Predicate] = []
     for part in _split(text):
@@ -50,18 +66,18 @@ def label_selector(text: str) -> Predicate:
             key, op, raw = match.groups()
             values = {v.strip() for v in raw.split(",") if v.strip()}
             if op == "in":
-                requirements.append(lambda labels, k=key, vs=values: labels.get(k) in vs)
+                requirements.append(_member(key, values, negate=False))
             else:
-                requirements.append(lambda labels, k=key, vs=values: labels.get(k) not in vs)
+                requirements.append(_member(key, values, negate=True))
         elif match := _EQ.match(part):
             key, op, value = match.groups()
             if op == "!=":
-                requirements.append(lambda labels, k=key, v=value: labels.get(k) != v)
+                requirements.append(_equal(key, value, negate=True))
             else:
-                requirements.append(lambda labels, k=key, v=value: labels.get(k) == v)
+                requirements.append(_equal(key, value, negate=False))
         elif match := _EXISTS.match(part):
             negate, key = match.groups()
-            requirements.append(lambda labels, k=key, n=bool(negate): (k in labels) != n)
+            requirements.append(_exists(key, negate=bool(negate)))
         else:
             raise BadSelector(f"unable to parse requirement: {part!r}")
 
@@ -100,14 +116,11 @@ def field_selector(text: str, kind: str) -> Predicate:
                 node = node.get(step) if isinstance(node, dict) else None
             return "" if node is None else str(node)
 
-        if op == "!=":
-            requirements.append(lambda obj, r=read, v=value: r(obj) != v)
-        else:
-            requirements.append(lambda obj, r=read, v=value: r(obj) == v)
+        requirements.append(_field_equal(read, value, negate=op == "!="))
     return lambda obj: all(requirement(obj) for requirement in requirements)
 
 
-def selector(params: dict[str, str], kind: str) -> Predicate | None:
+def selector(params: Mapping[str, str], kind: str) -> Predicate | None:
     """The list/watch request's ``labelSelector`` and ``fieldSelector`` as one predicate (None: no filter)."""
     checks = []
     if params.get("labelSelector"):

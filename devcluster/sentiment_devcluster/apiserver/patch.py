@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from apiserver.schema import Path, TypeInfo
+from sentiment_devcluster.apiserver.schema import Path, TypeInfo
 
 MERGE = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
@@ -164,16 +164,15 @@ def _smp_map(target: dict[str, Any], patch: dict[str, Any], info: TypeInfo, path
         if value is None:
             out.pop(key, None)
         elif isinstance(value, dict):
-            base = out.get(key) if isinstance(out.get(key), dict) else {}
+            base: dict[str, Any] = out[key] if isinstance(out.get(key), dict) else {}
             merged = _smp_map(base, value, info, (*path, key))
             if value.get("$patch") == "delete":
                 out.pop(key, None)
             else:
                 out[key] = merged
         elif isinstance(value, list):
-            out[key] = _smp_list(
-                out.get(key) if isinstance(out.get(key), list) else [], value, info, (*path, key)
-            )
+            items: list[Any] = out[key] if isinstance(out.get(key), list) else []
+            out[key] = _smp_list(items, value, info, (*path, key))
         else:
             out[key] = copy.deepcopy(value)
     if isinstance(retain, list):

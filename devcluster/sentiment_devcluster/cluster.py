@@ -1,0 +1,225 @@
+"""The embedded cluster: the API server, the node agent, the Service proxy and the real operator process.
+
+``python -m sentiment_devcluster up --state-dir DIR --model-dir MODEL`` starts all of it on 127.0.0.0/8,
+writes ``DIR/kubeconfig`` (and ``DIR/cluster.json`` once the operator is ready), prints each Service's
+address as it appears, and runs until SIGINT or SIGTERM; then it stops the operator, every pod and the
+proxies, and exits. Every process it starts is in a process group of its own and dies with it (Linux
+``PR_SET_PDEATHSIG``), so even a SIGKILL of the cluster leaves nothing running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import kmock
+
+from sentiment_devcluster.kubeapi import ClusterApiServer
+from sentiment_devcluster.nodeagent import Launch, NodeAgent, default_images, start_process, stop_process
+from sentiment_devcluster.proxy import ProxyThread
+
+log = logging.getLogger("sentiment_devcluster")
+
+NAMESPACES = ("default", "kube-system", "kube-public")
+
+
+def kubeconfig(url: str) -> str:
+    return (
+        "apiVersion: v1\nkind: Config\n"
+        f"clusters:\n- name: devcluster\n  cluster:\n    server: {url}\n"
+        "users:\n- name: devcluster\n  user: {}\n"
+        "contexts:\n- name: devcluster\n  context:\n    cluster: devcluster\n    user: devcluster\n"
+        "    namespace: default\n"
+        "current-context: devcluster\n"
+    )
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Cluster:
+    state_dir: Path
+    model_dir: Path
+    port: int = 0
+    operator: bool = True
+    operator_args: tuple[str, ...] = ()
+    poll: float = 0.5
+    announce: bool = True
+    api: ClusterApiServer = field(init=False)
+    url: str = ""
+    agent: NodeAgent = field(init=False)
+    proxy: ProxyThread = field(init=False)
+    _operator: asyncio.subprocess.Process | None = None
+
+    @property
+    def kubeconfig_path(self) -> Path:
+        return self.state_dir / "kubeconfig"
+
+    def _say(self, text: str) -> None:
+        if self.announce:
+            print(f"[devcluster] {text}", flush=True)
+
+    def _on_service(self, namespace: str, name: str, address: str, ports: list[int]) -> None:
+        where = ", ".join(f"{address}:{p}" for p in ports)
+        self._say(f"Service {namespace}/{name} ({name}.{namespace}.svc.cluster.local) -> {where}")
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        (self.state_dir / "cluster.json").unlink(missing_ok=True)
+        self.api = ClusterApiServer.for_project()
+        async with self.api, kmock.Server(self.api, port=self.port or None) as server:
+            self.api.register()
+            for namespace in NAMESPACES:
+                meta = {"name": namespace, "labels": {"kubernetes.io/metadata.name": namespace}}
+                self.api.objects["v1/namespaces", None, namespace] = {
+                    "apiVersion": "v1",
+                    "kind": "Namespace",
+                    "metadata": {**meta, "uid": namespace, "creationTimestamp": _now()},
+                }
+            self.url = str(server.url).rstrip("/")
+            self.kubeconfig_path.write_text(kubeconfig(self.url), encoding="utf-8")
+            self._say(f"API server {self.url}; export KUBECONFIG={self.kubeconfig_path}")
+            self.agent = NodeAgent(
+                self.url,
+                self.state_dir,
+                default_images(self.state_dir, self.model_dir),
+                poll=self.poll,
+                on_service=self._on_service,
+            )
+            self.proxy = ProxyThread(self.agent.endpoints)
+            self.agent.after_sync = lambda: self.proxy.sync(self.agent.services)
+            agent_stop = asyncio.Event()
+            agent = asyncio.create_task(self.agent.run(agent_stop))
+            try:
+                if self.operator:
+                    await self._start_operator()
+                info = {"url": self.url, "kubeconfig": str(self.kubeconfig_path), "pid": os.getpid()}
+                (self.state_dir / "cluster.json").write_text(json.dumps(info), encoding="utf-8")
+                bin_dir = Path(sys.executable).parent
+                self._say(
+                    "ready. In another shell:\n"
+                    f"  export KUBECONFIG={self.kubeconfig_path} PATH={bin_dir}:$PATH\n"
+                    "  kubectl create namespace sentiment --dry-run=client -o yaml | kubectl apply -f -\n"
+                    "  kubectl apply -f examples/project.yaml && kubectl -n sentiment get sentimentmodels\n"
+                    "  (each Service's address is printed below when it appears; pod logs: "
+                    f"{self.state_dir}/pods/)"
+                )
+                await self._watch(stop)
+            finally:
+                self._say("stopping")
+                await self._stop_operator()
+                agent_stop.set()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await agent
+                await self.agent.shutdown()
+                await self.proxy.close()
+                (self.state_dir / "cluster.json").unlink(missing_ok=True)
+                self._say("stopped")
+
+    async def _watch(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            if self._operator is not None and self._operator.returncode is not None:
+                self._say(
+                    f"the operator exited ({self._operator.returncode}); see {self.state_dir}/operator.log"
+                )
+                self._operator = None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=1.0)
+
+    async def _start_operator(self) -> None:
+        """The real operator, ``sentiment-operator run`` on this cluster's kubeconfig, as its own process."""
+        liveness = free_port()
+        binary = Path(sys.executable).parent / "sentiment-operator"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBERNETES_", "SENTIMENT_"))}
+        env["KUBECONFIG"] = str(self.kubeconfig_path)
+        argv = [
+            str(binary),
+            "run",
+            "--all-namespaces",
+            "--standalone",
+            "--liveness",
+            f"http://127.0.0.1:{liveness}/healthz",
+            *self.operator_args,
+        ]
+        launch = Launch(argv, env, str(self.state_dir), self.state_dir / "operator.log")
+        self._operator = await start_process(launch)
+        self._say(f"operator started (pid {self._operator.pid}; log {launch.log_path})")
+        deadline = time.monotonic() + 60
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+            while time.monotonic() < deadline:
+                if self._operator.returncode is not None:
+                    raise RuntimeError(f"the operator exited early; see {launch.log_path}")
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with session.get(f"http://127.0.0.1:{liveness}/healthz") as response:
+                        if response.status == 200:
+                            return
+                await asyncio.sleep(0.2)
+        raise RuntimeError(f"the operator was not live within 60s; see {launch.log_path}")
+
+    async def _stop_operator(self) -> None:
+        if self._operator is not None:
+            await stop_process(self._operator, 15)
+            self._operator = None
+
+
+def _now() -> str:
+    import datetime
+
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m sentiment_devcluster", description=__doc__.split("\n")[0]
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start the cluster and run until SIGINT/SIGTERM")
+    up.add_argument("--state-dir", type=Path, default=Path(".cache/devcluster"))
+    up.add_argument("--model-dir", type=Path, required=True, help="the model standing in for the image's own")
+    up.add_argument("--port", type=int, default=0, help="API server port on 127.0.0.1 (default: any free)")
+    up.add_argument("--no-operator", action="store_true", help="do not start sentiment-operator")
+    up.add_argument(
+        "--operator-arg", action="append", default=[], help="extra sentiment-operator run argument"
+    )
+    up.add_argument("--poll", type=float, default=0.5, help="seconds between node agent passes")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[devcluster] %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    cluster = Cluster(
+        state_dir=args.state_dir.resolve(),
+        model_dir=args.model_dir.resolve(),
+        port=args.port,
+        operator=not args.no_operator,
+        operator_args=tuple(args.operator_arg),
+        poll=args.poll,
+    )
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(sig, stop.set)
+        await cluster.run(stop)
+
+    try:
+        asyncio.run(run())
+    except RuntimeError as exc:
+        print(f"[devcluster] {exc}", file=sys.stderr)
+        return 1
+    return 0

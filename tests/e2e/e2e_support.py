@@ -1,0 +1,104 @@
+"""Helpers of the top tier: the embedded cluster driven with the real kubectl, its pods, its processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+KUBECTL = Path(sys.executable).parent / "kubectl"
+
+
+def wait_until(check: Callable[[], Any], *, within: float = 180.0, interval: float = 0.2, what: str) -> Any:
+    deadline = time.monotonic() + within
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {within}s waiting for {what}; last: {last!r}")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def processes_under(directory: Path) -> list[int]:
+    """Processes whose working directory is inside ``directory`` (every pod's containers are)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cwd = os.readlink(entry / "cwd")
+            except OSError:
+                continue
+            if cwd.startswith(str(directory)):
+                found.append(int(entry.name))
+    return found
+
+
+@dataclass
+class DevCluster:
+    state_dir: Path
+    process: subprocess.Popen[bytes]
+    env: dict[str, str]
+
+    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
+        proc = subprocess.run(
+            [str(KUBECTL), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=240,
+            check=False,
+        )
+        if check:
+            assert proc.returncode == 0, f"kubectl {' '.join(args)}: {proc.stderr}"
+        return proc.stdout
+
+    def apply(self, obj: dict[str, Any]) -> None:
+        self.kubectl("apply", "-f", "-", stdin=json.dumps(obj))
+
+    def get(self, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+        out = self.kubectl("-n", namespace, "get", kind, name, "-o", "json", "--ignore-not-found")
+        return json.loads(out) if out.strip() else None
+
+    def address(self, service: str, namespace: str) -> str:
+        return self.kubectl("-n", namespace, "get", "service", service, "-o", "jsonpath={.spec.clusterIP}")
+
+    def pods(self, namespace: str, deployment: str | None = None) -> list[dict[str, Any]]:
+        path = self.state_dir / "pods.json"
+        pods: list[dict[str, Any]] = json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
+        return [
+            p
+            for p in pods
+            if p["namespace"] == namespace and (deployment is None or p["deployment"] == deployment)
+        ]
+
+    def log_tail(self) -> str:
+        text = (self.state_dir.parent / "cluster.log").read_text(encoding="utf-8", errors="replace")
+        return text[-3000:]
+
+
+def metric(text: str, name: str, labels: dict[str, str]) -> float:
+    """One sample of a Prometheus text exposition (0.0 when absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
