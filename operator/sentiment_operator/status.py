@@ -359,7 +359,8 @@ def compute_status(
         "updatedReplicas": replicas.updated,
         "replicasSummary": f"{replicas.ready}/{replicas.desired}",
         "url": url,
-        "gatewayPath": spec.gateway_prefix(name) if spec.routing.enabled else None,
+        # Only what the cluster routes: no path while the VirtualService could not be written.
+        "gatewayPath": spec.gateway_prefix(name) if observed.routing == "applied" else None,
     }
 
 

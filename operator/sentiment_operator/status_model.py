@@ -73,6 +73,6 @@ class SentimentModelStatus(BaseModel):
     )
     gatewayPath: str | None = Field(
         None,
-        description="Path prefix on the Istio gateway when routing is enabled.",
+        description="Path prefix on the Istio gateway, once the VirtualService routes it.",
         json_schema_extra=_NULLABLE,
     )

@@ -174,7 +174,8 @@ def test_routing_states() -> None:
         "IstioNotInstalled",
     )
     # Istio missing is reported, not a failure: Ready does not depend on it.
-    assert missing["gatewayPath"] == "/api/sentiment"
+    # Nothing routes the path: status must not claim it (kubectl get sm would show PATH /api/sentiment).
+    assert missing["gatewayPath"] is None
 
 
 def test_canary_not_available_is_mentioned_but_does_not_block() -> None:
