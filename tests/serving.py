@@ -175,3 +175,17 @@ class ServerProcess:
             self.process.kill()
             self.process.wait(timeout=10)
         return self.process.returncode
+
+
+def processes_under(directory: Path) -> list[int]:
+    """Processes whose working directory is inside ``directory`` (every pod's containers are)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cwd = os.readlink(entry / "cwd")
+            except OSError:
+                continue
+            if cwd.startswith(str(directory)):
+                found.append(int(entry.name))
+    return found

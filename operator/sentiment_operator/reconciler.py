@@ -84,12 +84,17 @@ class Reconciler:
         Raises the kube module's typed errors (Transient, Conflict, Forbidden, Invalid) for the caller.
         """
         async with self.lock(namespace, name):
-            if unless is not None and unless():
-                return None
-            body = await self.kube.get(SENTIMENT_MODEL, namespace, name)
-            if body is None or body.get("metadata", {}).get("deletionTimestamp"):
-                return None
-            return await self._reconcile(body)
+            body = await self._owner(namespace, name, unless)
+            return None if body is None else await self._reconcile(body)
+
+    async def _owner(self, namespace: str, name: str, unless: Callable[[], bool] | None) -> JSONObj | None:
+        """The SentimentModel to work on (lock held), or None: ``unless`` says skip, or it is gone/going."""
+        if unless is not None and unless():
+            return None
+        body = await self.kube.get(SENTIMENT_MODEL, namespace, name)
+        if body is None or body.get("metadata", {}).get("deletionTimestamp"):
+            return None
+        return body
 
     async def _reconcile(self, body: JSONObj) -> Result:
         meta = body.get("metadata", {})
@@ -173,10 +178,8 @@ class Reconciler:
         the children's status to resolve. ``unless`` as for :meth:`reconcile`.
         """
         async with self.lock(namespace, name):
-            if unless is not None and unless():
-                return None
-            body = await self.kube.get(SENTIMENT_MODEL, namespace, name)
-            if body is None or body.get("metadata", {}).get("deletionTimestamp"):
+            body = await self._owner(namespace, name, unless)
+            if body is None:
                 return None
             meta = body.get("metadata", {})
             previous: Mapping[str, Any] = body.get("status") or {}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from deploy_support import ROOT
-from serving import offline_env
+from serving import offline_env, processes_under
 
 SCRIPT = ROOT / "examples" / "demo.sh"
 SEED_TEXTS = ["I love you!", "I hate you!", "I am a k8s Cluster!"]
@@ -42,15 +42,7 @@ def assert_nothing_left(output: str, demo_dir: Path) -> None:
     with pytest.raises(ProcessLookupError):
         os.kill(int(match.group(1)), 0)
     # Every pod's processes run in a directory of the cluster's state: none may be left.
-    left = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cwd = os.readlink(entry / "cwd")
-            except OSError:
-                continue
-            if cwd.startswith(str(demo_dir.resolve())):
-                left.append(entry.name)
+    left = processes_under(demo_dir.resolve())
     assert not left, f"processes left behind: {left}"
 
 

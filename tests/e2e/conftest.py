@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_support import DevCluster, processes_under, wait_until
+from e2e_support import DevCluster, wait_until
+from serving import processes_under
 
 
 @pytest.fixture(scope="module")

@@ -35,20 +35,6 @@ def alive(pid: int) -> bool:
     return True
 
 
-def processes_under(directory: Path) -> list[int]:
-    """Processes whose working directory is inside ``directory`` (every pod's containers are)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cwd = os.readlink(entry / "cwd")
-            except OSError:
-                continue
-            if cwd.startswith(str(directory)):
-                found.append(int(entry.name))
-    return found
-
-
 @dataclass
 class DevCluster:
     state_dir: Path
