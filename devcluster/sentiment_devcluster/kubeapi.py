@@ -29,6 +29,7 @@ from kmock._internal import k8s as kmock_k8s
 from kmock._internal import rendering
 
 from sentiment_devcluster.apiserver.server import CORE_RESOURCES, ApiServer, project_crd_schemas
+from sentiment_devcluster.podenv import loopback_block
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = ROOT / "crds" / "sentimentmodel.yaml"
@@ -53,9 +54,10 @@ SHORT_NAMES = {
 ALL_CATEGORY = {"pods", "services", "deployments", "horizontalpodautoscalers"}
 
 
-def service_addresses(first: str = "127.20.0.1") -> Iterator[str]:
-    """Cluster IPs for Services: consecutive loopback addresses (all of 127.0.0.0/8 is loopback on Linux)."""
-    start = ipaddress.ip_address(first)
+def service_addresses(first: str | None = None) -> Iterator[str]:
+    """Cluster IPs for Services: consecutive loopback addresses (all of 127.0.0.0/8 is loopback on Linux)
+    from a random /24 of 127.20.0.0/16 unless ``first`` is given."""
+    start = ipaddress.ip_address(first or loopback_block("127.20"))
     return (str(start + i) for i in itertools.count())
 
 

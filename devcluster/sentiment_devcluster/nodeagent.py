@@ -49,7 +49,7 @@ from typing import Any
 import aiohttp
 
 from sentiment_devcluster import podenv
-from sentiment_devcluster.podenv import ConfigError, HostMap, PathMap, PodFacts
+from sentiment_devcluster.podenv import ConfigError, HostMap, PathMap, PodFacts, loopback_block
 
 log = logging.getLogger("sentiment_devcluster.nodeagent")
 
@@ -713,8 +713,11 @@ class NodeAgent:
     configmaps: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     services: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     service_addresses: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Pod IPs: consecutive loopback addresses from a random /24 of 127.10.0.0/16 (see podenv.loopback_block).
     _ips: Any = field(
-        default_factory=lambda: (str(ipaddress.ip_address("127.10.0.1") + i) for i in itertools.count())
+        default_factory=lambda: (
+            str(ipaddress.ip_address(loopback_block("127.10")) + i) for i in itertools.count()
+        )
     )
     _session: aiohttp.ClientSession | None = None
     _stopping: set[asyncio.Task[None]] = field(default_factory=set)

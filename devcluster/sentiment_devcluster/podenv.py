@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import math
 import re
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -222,3 +223,9 @@ class HostMap:
         if whole and whole.group("host") in self.names:
             return self.names[whole.group("host")] + (whole.group("port") or "")
         return _FQDN.sub(lambda m: self.names.get(m.group("host"), m.group("host")), out)
+
+
+def loopback_block(prefix: str) -> str:
+    """The first address of a /24 in ``prefix`` (e.g. "127.20") picked at random, so that clusters running
+    side by side on one machine (a `make cluster` and a test run) do not take each other's addresses."""
+    return f"{prefix}.{secrets.randbelow(256)}.1"
