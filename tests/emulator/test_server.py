@@ -429,3 +429,19 @@ async def test_managed_fields_set_by_a_write_are_taken_as_given(api: Api) -> Non
         "PATCH", f"{DEPLOYMENTS}/d", {"metadata": {"managedFields": [{}]}}, "application/merge-patch+json"
     )
     assert "managedFields" not in cleared["metadata"]
+
+
+async def test_a_dependent_written_after_its_owner_is_gone_is_collected(api: Api) -> None:
+    """Garbage collection docs, "Owners and dependents": the API server stores an ownerReference to an owner
+    that no longer exists (a controller's write racing the owner's deletion), and the garbage collector then
+    deletes that dependent, since none of its owners exist."""
+    owner = await api.ok("POST", MODELS, model())
+    await api.ok("DELETE", f"{MODELS}/m")
+    late = deployment("late")
+    uid = owner["metadata"]["uid"]
+    late["metadata"]["ownerReferences"] = [
+        {"apiVersion": owner["apiVersion"], "kind": "SentimentModel", "name": "m", "uid": uid}
+    ]
+    created = await api.call("POST", DEPLOYMENTS, late)
+    assert created.status == 201, created
+    assert (await api.call("GET", f"{DEPLOYMENTS}/late")).status == 404

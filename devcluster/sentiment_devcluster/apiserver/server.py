@@ -315,8 +315,10 @@ class ApiServer(kmock.KubernetesEmulator):
                 if gone:
                     objects[key].delete()
                     await self._buses[request.resource].put({"type": "DELETED", "object": copy.deepcopy(new)})
-        if changed and gone:
+        if changed and (gone or (new.get("metadata") or {}).get("ownerReferences")):
             # The last finalizer went: the object is deleted now, and so are its dependents (it may own some).
+            # Or a dependent was written whose owners may already be gone (a controller's apply racing the
+            # owner's deletion): the collector deletes it, as kube-controller-manager's would.
             await self._collect_garbage()
         status = 201 if live is None and changed else 200
         response = aiohttp.web.json_response(new, status=status)
