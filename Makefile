@@ -16,10 +16,13 @@ help: ## List the targets
 # --require-hashes --no-deps, so pip installs exactly the pinned files. torch is 2.13.0+cpu: pip finds it on this
 # machine's local wheel directory where there is one, otherwise on PyTorch's CPU index (PyPI has no +cpu builds).
 PIP_LOCKED := $(PY) -m pip install -q --require-hashes --no-deps
+# Real parts the tests and the demo start on loopback ports (Debian packages; the binary is named as the package).
+APT_PACKAGES := redis-server prometheus
 $(STAMP): pyproject.toml requirements/dev.txt requirements/data.txt
-	@command -v redis-server >/dev/null || { echo "Installing redis-server (apt)"; \
+	@missing="$$(for p in $(APT_PACKAGES); do command -v $$p >/dev/null || echo $$p; done)"; \
+	if [ -n "$$missing" ]; then echo "Installing" $$missing "(apt)"; \
 	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
-	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq redis-server >/dev/null; }
+	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
 	@[ -x $(PY) ] || python3 -m venv $(VENV)
 	$(PIP_LOCKED) -r requirements/dev.txt -r requirements/data.txt || \
 	  $(PIP_LOCKED) -r requirements/dev.txt -r requirements/data.txt --extra-index-url $(TORCH_CPU_INDEX)
@@ -28,7 +31,7 @@ $(STAMP): pyproject.toml requirements/dev.txt requirements/data.txt
 	@touch $(STAMP)
 
 .PHONY: install
-install: $(STAMP) ## Create .venv from the lock (torch CPU, both packages, the dev tools); apt-install redis-server if missing
+install: $(STAMP) ## Create .venv from the lock (torch CPU, both packages, the dev tools); apt-install redis-server and prometheus if missing
 
 # The security scanner lives in an environment of its own: its pins clash with ours (requirements/checkov.txt).
 CHECKOV_VENV := .venv-checkov

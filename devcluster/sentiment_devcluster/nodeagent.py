@@ -56,7 +56,7 @@ log = logging.getLogger("sentiment_devcluster.nodeagent")
 MODEL_DIR_IN_IMAGE = "/opt/sentiment/model"
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Linux: the child gets SIGKILL when the agent's process dies, even by SIGKILL (no orphaned pods)."""
     with contextlib.suppress(Exception):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -157,7 +157,7 @@ async def start_process(launch: Launch) -> asyncio.subprocess.Process:
             stdout=out,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,  # its own process group: signals reach its children too
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
 
 
