@@ -10,7 +10,7 @@ turned off is True with reason ``Disabled``.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final, Literal
@@ -380,32 +380,25 @@ def http_route_condition(
         )
     route_generation = (route.get("metadata") or {}).get("generation")
     reports = route_parent_reports(route)
-    refused = [
-        f"{r.parent}: {_verdict(r.accepted)}"
-        for r in reports
-        if r.accepted is not None and r.accepted.get("status") == "False"
-    ]
-    if refused:
-        return _condition(
-            Condition.ROUTING,
-            False,
-            Reason.HTTP_ROUTE_NOT_ACCEPTED,
-            f"{HTTP_ROUTE.kind} {name} is not accepted by " + "; ".join(refused),
-            generation,
-        )
-    unresolved = [
-        f"{r.parent}: {_verdict(r.resolved_refs)}"
-        for r in reports
-        if r.resolved_refs is not None and r.resolved_refs.get("status") == "False"
-    ]
-    if unresolved:
-        return _condition(
-            Condition.ROUTING,
-            False,
-            Reason.HTTP_ROUTE_REFS_NOT_RESOLVED,
-            f"{HTTP_ROUTE.kind} {name} has unresolved references on " + "; ".join(unresolved),
-            generation,
-        )
+    # A parent that said False, on acceptance first: the controller's reason and message, per parent.
+    checks: tuple[tuple[Callable[[ParentReport], Mapping[str, Any] | None], Reason, str], ...] = (
+        (lambda r: r.accepted, Reason.HTTP_ROUTE_NOT_ACCEPTED, "is not accepted by"),
+        (lambda r: r.resolved_refs, Reason.HTTP_ROUTE_REFS_NOT_RESOLVED, "has unresolved references on"),
+    )
+    for verdict_of, reason, phrase in checks:
+        failed = [
+            f"{r.parent}: {_verdict(c)}"
+            for r in reports
+            if (c := verdict_of(r)) is not None and c.get("status") == "False"
+        ]
+        if failed:
+            return _condition(
+                Condition.ROUTING,
+                False,
+                reason,
+                f"{HTTP_ROUTE.kind} {name} {phrase} " + "; ".join(failed),
+                generation,
+            )
     waiting = [
         r.parent + (f" (last report for generation {r.stale_generation})" if r.stale_generation else "")
         for r in reports

@@ -17,6 +17,20 @@ BASE: dict[str, Any] = {"autoscaling": {"enabled": False}, "cache": {"enabled": 
 ISTIO, GATEWAY_API = "networking.istio.io", "gateway.networking.k8s.io"
 
 
+def cluster(
+    *, istio: bool = False, gateway_api: str | None = None
+) -> tuple[MemoryApi, MemoryKube, Reconciler]:
+    """An in-memory API serving Istio and/or Gateway API (at version ``gateway_api``), a client and a
+    reconciler over it."""
+    api = MemoryApi()
+    if istio:
+        api.install_istio()
+    if gateway_api is not None:
+        api.install_gateway_api(gateway_api)
+    client = MemoryKube(api)
+    return api, client, Reconciler(client)
+
+
 async def create(client: MemoryKube, routing: dict[str, Any]) -> None:
     body = {
         "apiVersion": "serving.sentiment.dev/v1alpha1",
@@ -85,11 +99,7 @@ async def accept(api: MemoryApi, client: MemoryKube, *, generation: int | None =
 
 
 async def test_auto_routes_through_istio_first_then_gateway_api_once_istio_is_gone() -> None:
-    api = MemoryApi()
-    api.install_istio()
-    api.install_gateway_api()
-    client = MemoryKube(api)
-    reconciler = Reconciler(client)
+    api, client, reconciler = cluster(istio=True, gateway_api="v1")
     await create(client, {})
     await reconciler.reconcile(NS, NAME)
     assert virtual_service(api) is not None
@@ -116,11 +126,7 @@ async def test_auto_routes_through_istio_first_then_gateway_api_once_istio_is_go
 
 
 async def test_switching_providers_removes_the_old_route() -> None:
-    api = MemoryApi()
-    api.install_istio()
-    api.install_gateway_api()
-    client = MemoryKube(api)
-    reconciler = Reconciler(client)
+    api, client, reconciler = cluster(istio=True, gateway_api="v1")
     await create(client, {"provider": "istio"})
     await reconciler.reconcile(NS, NAME)
     assert virtual_service(api) is not None
@@ -146,10 +152,7 @@ async def test_switching_providers_removes_the_old_route() -> None:
 
 async def test_the_route_is_written_as_the_version_the_cluster_serves() -> None:
     """Gateway API before 1.0 serves HTTPRoute as v1beta1 only (the same fields)."""
-    api = MemoryApi()
-    api.install_gateway_api("v1beta1")
-    client = MemoryKube(api)
-    reconciler = Reconciler(client)
+    api, client, reconciler = cluster(gateway_api="v1beta1")
     await create(client, {"provider": "gatewayAPI", "canary": {"weight": 10}})
     await reconciler.reconcile(NS, NAME)
     route = http_route(api, "v1beta1")
@@ -163,10 +166,7 @@ async def test_the_route_is_written_as_the_version_the_cluster_serves() -> None:
 
 
 async def test_a_provider_the_cluster_does_not_serve_is_reported_and_nothing_else_fails() -> None:
-    api = MemoryApi()
-    api.install_istio()
-    client = MemoryKube(api)
-    reconciler = Reconciler(client)
+    api, client, reconciler = cluster(istio=True)
     await create(client, {"provider": "gatewayAPI"})
     result = await reconciler.reconcile(NS, NAME)
     assert result is not None
@@ -183,10 +183,7 @@ async def test_a_provider_the_cluster_does_not_serve_is_reported_and_nothing_els
 async def test_a_new_generation_of_the_route_waits_for_a_new_verdict() -> None:
     """The spec changes the route (generation 2): the verdict on generation 1 is stale, so Routing waits
     (and the path is not claimed) until the gateway controller reports on generation 2."""
-    api = MemoryApi()
-    api.install_gateway_api()
-    client = MemoryKube(api)
-    reconciler = Reconciler(client)
+    api, client, reconciler = cluster(gateway_api="v1")
     await create(client, {"provider": "gatewayAPI"})
     await reconciler.reconcile(NS, NAME)
     await accept(api, client)
@@ -210,9 +207,7 @@ async def test_a_new_generation_of_the_route_waits_for_a_new_verdict() -> None:
 async def test_someone_elses_route_with_our_name_is_neither_taken_over_nor_believed() -> None:
     """An HTTPRoute that is not this model's (no ownerReference to it) is left alone, and the verdict its
     gateway controller wrote on it does not make our Routing True."""
-    api = MemoryApi()
-    api.install_gateway_api()
-    client = MemoryKube(api)
+    api, client, reconciler = cluster(gateway_api="v1")
     theirs = {
         "apiVersion": f"{GATEWAY_API}/v1",
         "kind": "HTTPRoute",
@@ -222,7 +217,7 @@ async def test_someone_elses_route_with_our_name_is_neither_taken_over_nor_belie
     await client.request("POST", kinds.HTTP_ROUTE.collection_path(NS), body=theirs)
     await accept(api, client)
     await create(client, {"provider": "gatewayAPI"})
-    result = await Reconciler(client).reconcile(NS, NAME)
+    result = await reconciler.reconcile(NS, NAME)
     assert result is not None
     assert any(f"HTTPRoute {NS}/{NAME} already exists" in clash for clash in result.not_owned)
     assert f"HTTPRoute {NS}/{NAME}" not in result.applied, "no outcome (nor Event) for what was not written"
