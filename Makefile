@@ -30,8 +30,20 @@ $(STAMP): pyproject.toml requirements/dev.txt requirements/data.txt
 	$(PY) tools/lockfile.py check
 	@touch $(STAMP)
 
+# The Gateway API schema validators the tests run (tests/gateway_api_schema.py): npm packages installed from
+# the committed lock into a git-ignored node_modules, never fetched at test time. Node.js and npm come from
+# apt (Debian's nodejs and npm) when missing.
+NODE_PROJECT := tests/gateway_api
+NODE_STAMP := $(NODE_PROJECT)/node_modules/.installed
+$(NODE_STAMP): $(NODE_PROJECT)/package.json $(NODE_PROJECT)/package-lock.json
+	@command -v npm >/dev/null || { echo "Installing nodejs npm (apt)"; \
+	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
+	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; }
+	npm ci --prefix $(NODE_PROJECT) --no-audit --no-fund --ignore-scripts --loglevel=error
+	@touch $(NODE_STAMP)
+
 .PHONY: install
-install: $(STAMP) ## Create .venv from the lock (torch CPU, both packages, the dev tools); apt-install redis-server and prometheus if missing
+install: $(STAMP) $(NODE_STAMP) ## Create .venv from the lock (torch CPU, both packages, the dev tools); npm ci the Gateway API schemas; apt-install redis-server, prometheus (and Node.js) if missing
 
 # The security scanner lives in an environment of its own: its pins clash with ours (requirements/checkov.txt).
 CHECKOV_VENV := .venv-checkov
@@ -64,7 +76,7 @@ format: $(STAMP) ## Apply ruff fixes and formatting
 	$(VENV)/bin/ruff format .
 
 .PHONY: test
-test: $(STAMP) ## Run the whole test suite (real redis-server, kmock API server, k6)
+test: $(STAMP) $(NODE_STAMP) ## Run the whole test suite (real redis-server, kmock API server, k6)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: demo
@@ -97,4 +109,4 @@ docs: $(STAMP) ## Regenerate README.md's reference tables (env vars, spec fields
 
 .PHONY: clean
 clean: ## Remove the venv and caches
-	rm -rf $(VENV) $(CHECKOV_VENV) .cache .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) $(NODE_PROJECT)/node_modules .cache .pytest_cache .mypy_cache .ruff_cache

@@ -116,7 +116,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         "render",
         help="print every object the operator would create, with no cluster",
         description="Print, as multi-document YAML, every object the operator would create for the "
-        "SentimentModels in the given files (no cluster needed). The Redis Secret is shown without data.",
+        "SentimentModels in the given files (no cluster needed). The Redis Secret is shown without data. "
+        "With routing.provider auto the route is Istio's VirtualService (on a cluster, the operator asks "
+        "discovery and writes a Gateway API HTTPRoute where only Gateway API is served).",
     )
     render.add_argument(
         "-f",

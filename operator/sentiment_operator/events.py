@@ -1,8 +1,9 @@
 """Which Kubernetes Events a reconcile posts on its SentimentModel: pure decisions beside the status.
 
 Events mark changes, never repeat themselves: a child created, updated or deleted; Ready turning True, or
-False after it was True; a clash with someone else's object, an invalid spec or a missing Istio, each
-announced once until its message changes. The handler layer posts what these functions return.
+False after it was True; a clash with someone else's object or an invalid spec, each announced once until
+its message changes; a routing problem (no routing API served, a route the gateways refuse) once when it
+appears. The handler layer posts what these functions return.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
-from sentiment_operator.status import Condition, Reason, condition_of, ready_of
+from sentiment_operator.status import ROUTING_WARNINGS, Condition, Reason, condition_of, ready_of
 
 EventType = Literal["Normal", "Warning"]
 
@@ -78,8 +79,8 @@ def change_events(
     if (
         routing_enabled
         and routing is not None
-        and routing.get("reason") == Reason.ISTIO_NOT_INSTALLED
-        and (old_routing is None or old_routing.get("reason") != Reason.ISTIO_NOT_INSTALLED)
+        and routing.get("reason") in ROUTING_WARNINGS
+        and (old_routing is None or old_routing.get("reason") != routing.get("reason"))
     ):
-        events.append(Event("Warning", Reason.ISTIO_NOT_INSTALLED, str(routing.get("message"))))
+        events.append(Event("Warning", str(routing.get("reason")), str(routing.get("message"))))
     return events

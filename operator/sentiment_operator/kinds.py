@@ -86,6 +86,10 @@ HORIZONTAL_POD_AUTOSCALER: Final = Kind(
 )
 # The builders render v1 (Istio >= 1.22); Istio before 1.22 serves the same schema as v1beta1 only.
 VIRTUAL_SERVICE: Final = Kind("networking.istio.io/v1", "VirtualService", "virtualservices")
+# Gateway API: the builders render HTTPRoute v1 (Gateway API >= 1.0); before 1.0 it was served as v1beta1
+# only, with the same fields. A Gateway is only referenced (the HTTPRoute's parentRefs), never written.
+HTTP_ROUTE: Final = Kind("gateway.networking.k8s.io/v1", "HTTPRoute", "httproutes")
+GATEWAY: Final = Kind("gateway.networking.k8s.io/v1", "Gateway", "gateways")
 
 EVENT: Final = Kind("v1", "Event", "events")
 SENTIMENT_MODEL: Final = Kind(API_VERSION, KIND, PLURAL)
@@ -99,6 +103,7 @@ CHILD_KINDS: tuple[ChildKind, ...] = (
     ChildKind(POD_DISRUPTION_BUDGET),
     ChildKind(HORIZONTAL_POD_AUTOSCALER),
     ChildKind(VIRTUAL_SERVICE, older_versions=("networking.istio.io/v1beta1",)),
+    ChildKind(HTTP_ROUTE, older_versions=("gateway.networking.k8s.io/v1beta1",)),
 )
 
 

@@ -7,9 +7,9 @@ Client exceptions are converted at this boundary into the typed errors below; no
 ``ApiException`` or urllib3.
 
 Children are written with server-side apply (``application/apply-patch+yaml``) as one field manager with
-``force``, for built-in kinds and custom resources (VirtualService) alike: what we stop rendering is removed,
-what others own is kept, and the API server decides what changed. Status is a JSON merge patch of the
-status subresource.
+``force``, for built-in kinds and custom resources (VirtualService, HTTPRoute) alike: what we stop rendering
+is removed, what others own is kept, and the API server decides what changed. Status is a JSON merge patch of
+the status subresource.
 """
 
 from __future__ import annotations

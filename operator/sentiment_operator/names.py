@@ -31,6 +31,8 @@ LABEL_INSTANCE: Final = "app.kubernetes.io/instance"
 LABEL_COMPONENT: Final = "app.kubernetes.io/component"
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 LABEL_PART_OF: Final = "app.kubernetes.io/part-of"
+# Set by the API server on every Namespace (NetworkPolicy peers select namespaces by it).
+LABEL_NAMESPACE_NAME: Final = "kubernetes.io/metadata.name"
 
 ANNOTATION_CONFIG_HASH: Final = f"{GROUP}/config-hash"
 ANNOTATION_REDIS_AUTH_VERSION: Final = f"{GROUP}/redis-auth-version"

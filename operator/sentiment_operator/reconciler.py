@@ -28,11 +28,14 @@ from sentiment_operator.kube import (
     is_owned_by,
     kind_of,
 )
-from sentiment_operator.spec import InvalidSpecError, SentimentModelSpec, parse_spec
+from sentiment_operator.spec import InvalidSpecError, RoutingProvider, SentimentModelSpec, parse_spec
 
 logger = logging.getLogger(__name__)
 
-VIRTUAL_SERVICE_KIND: Final = kinds.VIRTUAL_SERVICE.kind
+# The kinds a route is written as, one per provider.
+ROUTE_KIND_NAMES: Final = frozenset(kind.kind for kind in builders.ROUTE_KINDS.values())
+# Route kind -> the apiVersion the cluster serves it as (API discovery); a kind not served is absent.
+RouteVersions = Mapping[str, str]
 
 
 @dataclass
@@ -121,6 +124,8 @@ class Reconciler:
         if secret is not None:
             outcome, auth_version = await self.kube.ensure_secret(secret, builders.redis_auth_data)
             result.applied[describe(secret)] = outcome
+        # One discovery per reconcile: the route's provider, its apply and the prune use the same answer.
+        route_versions = await self._route_versions()
         children = builders.build_children(
             name,
             namespace,
@@ -128,25 +133,19 @@ class Reconciler:
             uid=uid,
             redis_auth_version=auth_version,
             cluster_domain=self.cluster_domain,
+            served=_providers(route_versions),
         )
-
-        # One discovery per reconcile: the apply below and the prune after it use the same answer.
-        virtual_service_version = await self._virtual_service_version()
-        routing: status.RoutingState = "disabled"
         live: dict[tuple[str, str], JSONObj] = {}  # (kind, name) -> the child as the API server returned it
         for desired in children.objects():
             if desired["kind"] == "Secret":
                 continue  # handled above; never patched
-            if desired["kind"] == VIRTUAL_SERVICE_KIND:
-                if virtual_service_version is None:
-                    routing = "istio-missing"
-                    continue
-                desired = {**desired, "apiVersion": virtual_service_version}
-                routing = "applied"
+            if desired["kind"] in ROUTE_KIND_NAMES:
+                desired = _served_as(desired, route_versions)
             try:
                 applied = await self.kube.create_or_update(desired)
             except NotOwned as clash:
                 result.not_owned.append(str(clash))
+                continue  # nothing was written: neither an outcome nor a live object of ours to report
             except (Forbidden, Invalid) as refused:
                 # Retrying the same request will not help: say so in status before the caller reports it.
                 failed = status.failed_status(
@@ -160,10 +159,10 @@ class Reconciler:
             result.applied[describe(desired)] = applied.outcome
             live[desired["kind"], desired["metadata"]["name"]] = applied.live
 
-        await self._prune(namespace, name, uid, children, result, virtual_service_version)
+        await self._prune(namespace, name, uid, children, result, route_versions)
 
         # Status from what the writes returned; an object we did not write (someone else's) is read.
-        observed = await self._observe(namespace, name, children, routing, live)
+        observed = await self._observe(namespace, name, spec, children, route_versions, live)
         await self._report(result, spec, generation, observed)
         return result
 
@@ -194,14 +193,17 @@ class Reconciler:
                 spec = parse_spec(name, body.get("spec"))
             except InvalidSpecError:
                 return await self._reconcile(body)
+            route_versions = await self._route_versions() if spec.routing.enabled else {}
             children = builders.build_children(
-                name, namespace, spec, uid=meta.get("uid"), cluster_domain=self.cluster_domain
+                name,
+                namespace,
+                spec,
+                uid=meta.get("uid"),
+                cluster_domain=self.cluster_domain,
+                served=_providers(route_versions),
             )
-            routing: status.RoutingState = "disabled"
-            if children.virtual_service is not None:
-                routing = "applied" if await self._virtual_service_version() else "istio-missing"
             result = Result(owner=body)
-            observed = await self._observe(namespace, name, children, routing, {})
+            observed = await self._observe(namespace, name, spec, children, route_versions, {})
             await self._report(result, spec, meta.get("generation"), observed)
             return result
 
@@ -235,8 +237,9 @@ class Reconciler:
         self,
         namespace: str,
         name: str,
+        spec: SentimentModelSpec,
         children: builders.Children,
-        routing: status.RoutingState,
+        route_versions: RouteVersions,
         live: Mapping[tuple[str, str], JSONObj],
     ) -> status.Observed:
         """The children status is computed from: taken from ``live`` (kind, name) where given, else read."""
@@ -249,20 +252,29 @@ class Reconciler:
                 return live[key]
             return await self._get(str(wanted["apiVersion"]), key[0], namespace, key[1])
 
+        route = children.route
+        routing: status.RoutingState = "disabled"
+        if spec.routing.enabled:
+            routing = "not-served" if route is None else "applied"
         return status.Observed(
             inference=await child(children.deployment),
             canary=await child(children.canary_deployment),
             redis=await child(children.redis_deployment),
             hpa=await child(children.hpa),
             routing=routing,
+            routing_provider=children.routing_provider,
+            route=None if route is None else _ours(await child(_served_as(route, route_versions)), route),
         )
 
-    async def _virtual_service_version(self) -> str | None:
-        """The newest VirtualService version the cluster serves (discovery), or None without Istio."""
-        for kind in kinds.child_kind(VIRTUAL_SERVICE_KIND).versions:
-            if await self.kube.serves(kind):
-                return kind.api_version
-        return None
+    async def _route_versions(self) -> RouteVersions:
+        """For each route kind the cluster serves (discovery), the newest apiVersion it serves it as."""
+        served: dict[str, str] = {}
+        for kind in builders.ROUTE_KINDS.values():
+            for version in kinds.child_kind(kind.kind).versions:
+                if await self.kube.serves(version):
+                    served[kind.kind] = version.api_version
+                    break
+        return served
 
     async def _get(self, api_version: str, kind: str, namespace: str, name: str) -> JSONObj | None:
         return await self.kube.get(kind_of(api_version, kind), namespace, name)
@@ -274,10 +286,10 @@ class Reconciler:
         uid: str | None,
         children: builders.Children,
         result: Result,
-        virtual_service_version: str | None,
+        route_versions: RouteVersions,
     ) -> None:
-        """Delete objects with our labels and ownerReference that the spec no longer wants
-        (``virtual_service_version``: the one the cluster serves, None without Istio)."""
+        """Delete objects with our labels and ownerReference that the spec no longer wants, the route of a
+        provider no longer chosen included (``route_versions``: the route kinds the cluster serves)."""
         wanted = children.keys()
         selector = names.instance_selector(name)
         for child in kinds.CHILD_KINDS:
@@ -290,10 +302,10 @@ class Reconciler:
                         live = await self.kube.get(kind, namespace, obj_name)
                         candidates += [live] if live is not None else []
             else:
-                if kind_name == VIRTUAL_SERVICE_KIND:
-                    if virtual_service_version is None:
-                        continue  # Istio not installed: nothing of that kind can exist
-                    kind = kind_of(virtual_service_version, kind_name)
+                if kind_name in ROUTE_KIND_NAMES:
+                    if kind_name not in route_versions:
+                        continue  # its API is not installed: nothing of that kind can exist
+                    kind = kind_of(route_versions[kind_name], kind_name)
                 try:
                     candidates = await self.kube.list(kind, namespace, selector)
                 except KindMissing:
@@ -318,3 +330,20 @@ class Reconciler:
             return
         await self.kube.patch(SENTIMENT_MODEL, namespace, name, {"status": new_status}, subresource="status")
         result.status = new_status
+
+
+def _providers(route_versions: RouteVersions) -> set[RoutingProvider]:
+    """The routing providers whose route kind the cluster serves."""
+    return {provider for provider, kind in builders.ROUTE_KINDS.items() if kind.kind in route_versions}
+
+
+def _served_as(route: JSONObj, route_versions: RouteVersions) -> JSONObj:
+    """The route as the apiVersion the cluster serves its kind as (the builders render the newest)."""
+    return {**route, "apiVersion": route_versions[str(route["kind"])]}
+
+
+def _ours(live: JSONObj | None, desired: JSONObj) -> JSONObj | None:
+    """``live`` if it is the object we render ``desired`` as (our labels and owner), else None: the status of
+    someone else's object with our child's name says nothing about ours."""
+    owners = [ref.get("uid") for ref in desired["metadata"].get("ownerReferences") or []]
+    return live if live is not None and is_owned_by(live, owners[0] if owners else None) else None

@@ -10,16 +10,18 @@ turned off is True with reason ``Disabled``.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final, Literal
 
+from sentiment_operator.kinds import GATEWAY, HTTP_ROUTE, VIRTUAL_SERVICE
 from sentiment_operator.names import canary_name, redis_name
-from sentiment_operator.spec import InvalidSpecError, SentimentModelSpec
+from sentiment_operator.spec import InvalidSpecError, RoutingProvider, SentimentModelSpec
 
 JSONObj = dict[str, Any]
-RoutingState = Literal["disabled", "applied", "istio-missing"]
+# Routing asked for and the route written ("applied"), or not written since the cluster serves no API for it.
+RoutingState = Literal["disabled", "applied", "not-served"]
 
 
 class Condition(StrEnum):
@@ -59,12 +61,39 @@ class Reason(StrEnum):
     SCALING_INACTIVE = "ScalingInactive"
     HPA_CONFIGURED = "HorizontalPodAutoscalerConfigured"
     ISTIO_NOT_INSTALLED = "IstioNotInstalled"
+    GATEWAY_API_NOT_INSTALLED = "GatewayAPINotInstalled"
+    ISTIO_AND_GATEWAY_API_NOT_INSTALLED = "IstioAndGatewayAPINotInstalled"
     VIRTUAL_SERVICE_CONFIGURED = "VirtualServiceConfigured"
+    HTTP_ROUTE_ACCEPTED = "HTTPRouteAccepted"
+    HTTP_ROUTE_PENDING = "HTTPRoutePending"
+    HTTP_ROUTE_NOT_ACCEPTED = "HTTPRouteNotAccepted"
+    HTTP_ROUTE_REFS_NOT_RESOLVED = "HTTPRouteRefsNotResolved"
 
 
 CONDITION_TYPES: Final = tuple(Condition)
 # Ready reasons a child's status change cannot resolve: the next child event runs a full reconcile.
 UNRESOLVED_REASONS: Final = frozenset({Reason.INVALID_SPEC, Reason.CHILD_NOT_OWNED, Reason.APPLY_FAILED})
+# Routing reasons that need someone's attention: each is announced with one Warning Event when it appears.
+ROUTING_WARNINGS: Final = frozenset(
+    {
+        Reason.ISTIO_NOT_INSTALLED,
+        Reason.GATEWAY_API_NOT_INSTALLED,
+        Reason.ISTIO_AND_GATEWAY_API_NOT_INSTALLED,
+        Reason.HTTP_ROUTE_NOT_ACCEPTED,
+        Reason.HTTP_ROUTE_REFS_NOT_RESOLVED,
+    }
+)
+# Why no route was written, by the provider asked for: the reason names what the cluster does not serve.
+_ISTIO_API = f"Istio's {VIRTUAL_SERVICE.kind} ({VIRTUAL_SERVICE.group})"
+_GATEWAY_API = f"Gateway API's {HTTP_ROUTE.kind} ({HTTP_ROUTE.group})"
+_NOT_SERVED: Final[dict[str, tuple[Reason, str]]] = {
+    "istio": (Reason.ISTIO_NOT_INSTALLED, f"the cluster does not serve {_ISTIO_API}"),
+    "gatewayAPI": (Reason.GATEWAY_API_NOT_INSTALLED, f"the cluster does not serve {_GATEWAY_API}"),
+    "auto": (
+        Reason.ISTIO_AND_GATEWAY_API_NOT_INSTALLED,
+        f"the cluster serves neither {_ISTIO_API} nor {_GATEWAY_API}",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -76,6 +105,8 @@ class Observed:
     redis: Mapping[str, Any] | None = None  # Deployment <name>-redis
     hpa: Mapping[str, Any] | None = None  # HorizontalPodAutoscaler <name>
     routing: RoutingState = "disabled"
+    routing_provider: RoutingProvider | None = None  # whose route was written
+    route: Mapping[str, Any] | None = None  # the route <name> (an HTTPRoute's status: its gateways' verdict)
 
 
 @dataclass(frozen=True)
@@ -249,23 +280,144 @@ def routing_condition(
     spec: SentimentModelSpec, observed: Observed, name: str, generation: int | None
 ) -> JSONObj:
     if not spec.routing.enabled:
-        return _condition(
-            Condition.ROUTING, True, Reason.DISABLED, "routing disabled; no VirtualService", generation
-        )
-    if observed.routing == "istio-missing":
+        return _condition(Condition.ROUTING, True, Reason.DISABLED, "routing disabled; no route", generation)
+    if observed.routing == "not-served":
+        reason, missing = _NOT_SERVED[spec.routing.provider]
         return _condition(
             Condition.ROUTING,
             False,
-            Reason.ISTIO_NOT_INSTALLED,
-            "the networking.istio.io VirtualService CRD is not installed; the VirtualService was skipped",
+            reason,
+            f"{missing}; no route was written (the Service still answers inside the cluster)",
             generation,
         )
-    gateways = ", ".join(spec.routing.gateways)
+    where = f"{spec.gateway_prefix(name)} on {', '.join(spec.routing.gateways)}"
+    if observed.routing_provider == "gatewayAPI":
+        return http_route_condition(observed.route, name, where, generation)
     return _condition(
         Condition.ROUTING,
         True,
         Reason.VIRTUAL_SERVICE_CONFIGURED,
-        f"VirtualService {name} routes {spec.gateway_prefix(name)} on {gateways}",
+        f"{VIRTUAL_SERVICE.kind} {name} routes {where}",
+        generation,
+    )
+
+
+@dataclass(frozen=True)
+class ParentReport:
+    """What the gateway controllers reported on one of an HTTPRoute's parents, for the route's current
+    generation only: its Accepted and ResolvedRefs conditions (None: not reported for this generation)."""
+
+    parent: str  # "namespace/name" of the Gateway
+    accepted: Mapping[str, Any] | None
+    resolved_refs: Mapping[str, Any] | None
+    stale_generation: int | None = None  # the newest earlier generation reported, if any
+
+
+def _parent_key(ref: Mapping[str, Any], route_namespace: str) -> tuple[str, str, str, str, Any, Any]:
+    """A parentRef with Gateway API's defaults filled in, so spec and status references compare equal."""
+    return (
+        str(ref.get("group") if ref.get("group") is not None else GATEWAY.group),
+        str(ref.get("kind") or GATEWAY.kind),
+        str(ref.get("namespace") or route_namespace),
+        str(ref.get("name")),
+        ref.get("sectionName"),
+        ref.get("port"),
+    )
+
+
+def route_parent_reports(route: Mapping[str, Any]) -> list[ParentReport]:
+    """Per parent of an HTTPRoute (its spec.parentRefs), the conditions its gateway controller reported in
+    status.parents whose observedGeneration is the route's current metadata.generation; older ones are stale
+    and do not count (a stale Accepted says nothing about the route as it is now)."""
+    meta = route.get("metadata") or {}
+    namespace = str(meta.get("namespace") or "")
+    generation = meta.get("generation")
+    reports: list[ParentReport] = []
+    entries = [e for e in (route.get("status") or {}).get("parents") or [] if isinstance(e, Mapping)]
+    for ref in (route.get("spec") or {}).get("parentRefs") or []:
+        key = _parent_key(ref, namespace)
+        current: dict[str, Mapping[str, Any]] = {}
+        stale: list[int] = []
+        for entry in entries:
+            if _parent_key(entry.get("parentRef") or {}, namespace) != key:
+                continue
+            for cond in entry.get("conditions") or []:
+                if cond.get("observedGeneration") == generation:
+                    ctype = str(cond.get("type"))
+                    # Two controllers on one parent: a False from either counts.
+                    if current.get(ctype, {}).get("status") != "False":
+                        current[ctype] = cond
+                elif isinstance(cond.get("observedGeneration"), int):
+                    stale.append(int(cond["observedGeneration"]))
+        reports.append(
+            ParentReport(
+                parent=f"{key[2]}/{key[3]}",
+                accepted=current.get("Accepted"),
+                resolved_refs=current.get("ResolvedRefs"),
+                stale_generation=max(stale) if stale else None,
+            )
+        )
+    return reports
+
+
+def _verdict(cond: Mapping[str, Any]) -> str:
+    detail = f"{cond.get('type')}={cond.get('status')} {cond.get('reason') or ''}".rstrip()
+    return f"{detail}: {cond['message']}" if cond.get("message") else detail
+
+
+def http_route_condition(
+    route: Mapping[str, Any] | None, name: str, where: str, generation: int | None
+) -> JSONObj:
+    """Routing from an HTTPRoute's status: True once every parent Gateway accepted the route and resolved
+    its references for the route's current generation; otherwise why not, per parent."""
+    if route is None:
+        return _condition(
+            Condition.ROUTING,
+            False,
+            Reason.HTTP_ROUTE_PENDING,
+            f"{HTTP_ROUTE.kind} {name} of this model not found",
+            generation,
+        )
+    route_generation = (route.get("metadata") or {}).get("generation")
+    reports = route_parent_reports(route)
+    # A parent that said False, on acceptance first: the controller's reason and message, per parent.
+    checks: tuple[tuple[Callable[[ParentReport], Mapping[str, Any] | None], Reason, str], ...] = (
+        (lambda r: r.accepted, Reason.HTTP_ROUTE_NOT_ACCEPTED, "is not accepted by"),
+        (lambda r: r.resolved_refs, Reason.HTTP_ROUTE_REFS_NOT_RESOLVED, "has unresolved references on"),
+    )
+    for verdict_of, reason, phrase in checks:
+        failed = [
+            f"{r.parent}: {_verdict(c)}"
+            for r in reports
+            if (c := verdict_of(r)) is not None and c.get("status") == "False"
+        ]
+        if failed:
+            return _condition(
+                Condition.ROUTING,
+                False,
+                reason,
+                f"{HTTP_ROUTE.kind} {name} {phrase} " + "; ".join(failed),
+                generation,
+            )
+    waiting = [
+        r.parent + (f" (last report for generation {r.stale_generation})" if r.stale_generation else "")
+        for r in reports
+        if not all(c is not None and c.get("status") == "True" for c in (r.accepted, r.resolved_refs))
+    ]
+    if waiting or not reports:
+        return _condition(
+            Condition.ROUTING,
+            False,
+            Reason.HTTP_ROUTE_PENDING,
+            f"waiting for the gateway controller to accept {HTTP_ROUTE.kind} {name} "
+            f"(generation {route_generation}) on " + ", ".join(waiting or ["its gateways"]),
+            generation,
+        )
+    return _condition(
+        Condition.ROUTING,
+        True,
+        Reason.HTTP_ROUTE_ACCEPTED,
+        f"{HTTP_ROUTE.kind} {name} routes {where} (accepted, references resolved)",
         generation,
     )
 
@@ -336,11 +488,12 @@ def compute_status(
 
     ``not_owned``: why children could not be applied (objects of theirs in the way); Ready is False then.
     """
+    routing = routing_condition(spec, observed, name, generation)
     parts = [
         available_condition(observed.inference, name, generation),
         cache_condition(spec, observed, name, generation),
         autoscaling_condition(spec, observed, name, generation),
-        routing_condition(spec, observed, name, generation),
+        routing,
     ]
     ready = ready_condition(parts, spec, generation)
     if not_owned:
@@ -351,6 +504,7 @@ def compute_status(
     conditions = merge_conditions((previous or {}).get("conditions"), [ready, *parts], now)
     default_desired = spec.autoscaling.min_replicas if spec.autoscaling.enabled else spec.replicas
     replicas = deployment_replicas(observed.inference, default_desired=default_desired)
+    routed = routing["status"] == "True" and routing["reason"] != Reason.DISABLED
     return {
         "observedGeneration": generation,
         "conditions": conditions,
@@ -359,8 +513,9 @@ def compute_status(
         "updatedReplicas": replicas.updated,
         "replicasSummary": f"{replicas.ready}/{replicas.desired}",
         "url": url,
-        # Only what the cluster routes: no path while the VirtualService could not be written.
-        "gatewayPath": spec.gateway_prefix(name) if observed.routing == "applied" else None,
+        # Only what the cluster routes: no path while no route is written, or no gateway accepted it yet.
+        "gatewayPath": spec.gateway_prefix(name) if routed else None,
+        "routingProvider": observed.routing_provider if observed.routing == "applied" else None,
     }
 
 

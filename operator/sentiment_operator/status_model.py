@@ -73,6 +73,12 @@ class SentimentModelStatus(BaseModel):
     )
     gatewayPath: str | None = Field(
         None,
-        description="Path prefix on the Istio gateway, once the VirtualService routes it.",
+        description="Path prefix on the gateways, once the route routes it (Routing is True: the "
+        "VirtualService is written, or every parent Gateway accepted the HTTPRoute's current generation).",
+        json_schema_extra=_NULLABLE,
+    )
+    routingProvider: Literal["istio", "gatewayAPI"] | None = Field(
+        None,
+        description="The API the route is written for (routing.provider auto: the one discovery found).",
         json_schema_extra=_NULLABLE,
     )

@@ -295,6 +295,95 @@ async def test_status_subresource_rules_and_generation(api: Api) -> None:
     assert respec["status"] == {"observedGeneration": 1}
 
 
+# ---------------------------------------------------------------------------- APIs installed as CRDs
+
+GATEWAY_API = "/apis/gateway.networking.k8s.io"
+ROUTES = f"{GATEWAY_API}/v1/namespaces/default/httproutes"
+
+
+def http_route(name: str = "r", path: str = "/x") -> dict[str, Any]:
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": name},
+        "spec": {
+            "parentRefs": [{"name": "gw"}],
+            "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": path}}]}],
+        },
+    }
+
+
+async def _served(api: Api, group_version: str) -> list[str] | None:
+    """The resources discovery lists for a group/version, or None when it is not served (404)."""
+    answer = await api.call("GET", f"/apis/{group_version}")
+    if answer.status == 404:
+        return None
+    assert answer.status == 200, answer
+    return sorted(r["name"] for r in answer.body["resources"])
+
+
+async def test_gateway_api_is_discovered_only_while_installed(api: Api) -> None:
+    """API discovery (/apis/GROUP/VERSION) lists a CRD's resources, with its status subresource, exactly while
+    the CRD is installed; deleting a CRD deletes its custom resources, and its paths answer like any unknown
+    URL again. Gateway API before 1.0 serves HTTPRoute as v1beta1 only."""
+    assert await _served(api, "gateway.networking.k8s.io/v1") is None
+    assert (await api.call("GET", f"{ROUTES}/r")).body == "404 page not found\n"
+
+    api.server.install_gateway_api("v1beta1")
+    assert await _served(api, "gateway.networking.k8s.io/v1beta1") == ["httproutes", "httproutes/status"]
+    assert await _served(api, "gateway.networking.k8s.io/v1") is None
+    await api.server.uninstall("gateway.networking.k8s.io")
+
+    api.server.install_gateway_api()
+    assert await _served(api, "gateway.networking.k8s.io/v1") == ["httproutes", "httproutes/status"]
+    await api.ok("POST", ROUTES, http_route())
+    groups = (await api.ok("GET", "/apis"))["groups"]
+    assert "gateway.networking.k8s.io" in {g["name"] for g in groups}
+
+    await api.server.uninstall("gateway.networking.k8s.io")
+    assert await _served(api, "gateway.networking.k8s.io/v1") is None
+    assert (await api.call("GET", f"{ROUTES}/r")).body == "404 page not found\n"
+    assert api.server.live("gateway.networking.k8s.io/v1/httproutes", "default", "r") is None
+    groups = (await api.ok("GET", "/apis"))["groups"]
+    assert "gateway.networking.k8s.io" not in {g["name"] for g in groups}
+    api.server.install_gateway_api()
+    assert (await api.call("GET", f"{ROUTES}/r")).body["reason"] == "NotFound", "deleted with its CRD"
+
+
+async def test_an_http_route_is_a_custom_resource_whose_status_its_gateway_controller_writes(
+    api: Api,
+) -> None:
+    """gateway.networking.k8s.io is a *.k8s.io group, but Gateway API is installed as CRDs: strategic merge
+    patch is refused (415) as for any custom resource. A gateway controller's /status write changes neither
+    spec nor metadata.generation; a spec change bumps the generation and leaves the status as it was, so a
+    condition's observedGeneration shows it is stale (Gateway API's RouteParentStatus conditions)."""
+    api.server.install_gateway_api()
+    created = await api.ok("PATCH", f"{ROUTES}/r", json.dumps(http_route()), APPLY, fieldManager="op")
+    assert created["metadata"]["generation"] == 1
+    refused = await api.call("PATCH", f"{ROUTES}/r", {"spec": {}}, "application/strategic-merge-patch+json")
+    assert refused.status == 415
+
+    accepted = {"type": "Accepted", "status": "True", "reason": "Accepted", "observedGeneration": 1}
+    parents = [{"parentRef": {"name": "gw"}, "controllerName": "example.com/gw", "conditions": [accepted]}]
+    reported = await api.ok(
+        "PATCH",
+        f"{ROUTES}/r/status",
+        {"spec": {"hostnames": ["ignored.example"]}, "status": {"parents": parents}},
+        "application/merge-patch+json",
+    )
+    assert reported["metadata"]["generation"] == 1
+    assert "hostnames" not in reported["spec"]
+    assert reported["status"]["parents"] == parents
+
+    changed = await api.ok(
+        "PATCH", f"{ROUTES}/r", json.dumps(http_route(path="/y")), APPLY, fieldManager="op"
+    )
+    assert changed["metadata"]["generation"] == 2
+    assert changed["status"]["parents"][0]["conditions"][0]["observedGeneration"] == 1
+    same = await api.ok("PATCH", f"{ROUTES}/r", json.dumps(http_route(path="/y")), APPLY, fieldManager="op")
+    assert same["metadata"]["generation"] == 2
+
+
 # ---------------------------------------------------------------------------------- selectors and watches
 
 

@@ -36,6 +36,7 @@ SERVED: dict[str, dict[str, tuple[str, bool, bool]]] = {
 }
 CRD_SCHEMAS = project_crd_schemas()  # read once: parsing the CRD per write would cost 0.1 s a reconcile
 ISTIO = {"networking.istio.io/v1": {"virtualservices": ("VirtualService", True, True)}}
+GATEWAY_API = {"gateway.networking.k8s.io/v1": {"httproutes": ("HTTPRoute", True, True)}}
 
 Key = tuple[str, str, str | None, str]  # group/version, plural, namespace, name
 
@@ -66,6 +67,18 @@ class MemoryApi:
 
     def install_istio(self) -> None:
         self.served.update(copy.deepcopy(ISTIO))
+
+    def install_gateway_api(self, version: str = "v1") -> None:
+        """Serve HTTPRoute (as ``v1beta1`` alone: Gateway API before 1.0)."""
+        ((group_version, resources),) = GATEWAY_API.items()
+        self.served[group_version.replace("/v1", f"/{version}")] = copy.deepcopy(resources)
+
+    def uninstall(self, group: str) -> None:
+        """Stop serving an API group, its objects deleted with it (as deleting its CRDs does)."""
+        for group_version in [gv for gv in self.served if gv.rpartition("/")[0] == group]:
+            del self.served[group_version]
+        for key in [k for k in self.objects if k[0].rpartition("/")[0] == group]:
+            del self.objects[key]
 
     def writes(self) -> list[Call]:
         """The calls that changed something (a no-op apply is not a write)."""

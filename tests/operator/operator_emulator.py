@@ -154,6 +154,43 @@ class Cluster:
             content_type="application/merge-patch+json",
         )
 
+    async def report_route(
+        self,
+        name: str,
+        *,
+        accepted: bool = True,
+        generation: int | None = None,
+        reason: str = "Accepted",
+        message: str = "",
+        namespace: str = NAMESPACE,
+    ) -> None:
+        """Play a Gateway API gateway controller: report Accepted (and ResolvedRefs=True) on every parent of
+        HTTPRoute ``name``, for ``generation`` (default: the route's current one), through /status."""
+        route = self.api.live("gateway.networking.k8s.io/v1/httproutes", namespace, name)
+        assert route is not None, f"HTTPRoute {namespace}/{name} does not exist"
+        observed = route["metadata"]["generation"] if generation is None else generation
+        conditions = [
+            {"type": "Accepted", "status": str(accepted), "reason": reason, "message": message},
+            {"type": "ResolvedRefs", "status": "True", "reason": "ResolvedRefs", "message": ""},
+        ]
+        parents = [
+            {
+                "parentRef": ref,
+                "controllerName": "example.com/gateway-controller",
+                "conditions": [
+                    {**c, "observedGeneration": observed, "lastTransitionTime": "2026-01-01T00:00:00Z"}
+                    for c in conditions
+                ],
+            }
+            for ref in route["spec"]["parentRefs"]
+        ]
+        await self.http(
+            "PATCH",
+            f"/apis/gateway.networking.k8s.io/v1/namespaces/{namespace}/httproutes/{name}/status",
+            {"status": {"parents": parents}},
+            content_type="application/merge-patch+json",
+        )
+
     async def delete(self, path: str, namespace: str, name: str) -> None:
         group_version, _, plural = path.rpartition("/")
         prefix = f"/api/{group_version}" if "/" not in group_version else f"/apis/{group_version}"

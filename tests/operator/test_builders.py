@@ -76,8 +76,15 @@ def test_without_uid_there_are_no_owner_references() -> None:
 
 
 def test_managed_kinds_cover_every_child_kind() -> None:
-    children = build(routing={"enabled": True, "canary": {}}, autoscaling={"minReplicas": 2})
-    produced = {(obj["apiVersion"], obj["kind"]) for obj in children.objects()}
+    """Each provider's route is one of the child kinds; the renders for both cover every child kind."""
+    produced: set[tuple[str, str]] = set()
+    for provider, kind in builders.ROUTE_KINDS.items():
+        routing = {"enabled": True, "provider": provider, "canary": {}}
+        children = build(routing=routing, autoscaling={"minReplicas": 2})
+        assert children.routing_provider == provider
+        assert children.route is not None
+        assert (children.route["apiVersion"], children.route["kind"]) == (kind.api_version, kind.kind)
+        produced |= {(obj["apiVersion"], obj["kind"]) for obj in children.objects()}
     assert produced == {(child.kind.api_version, child.kind.kind) for child in kinds.CHILD_KINDS}
 
 
@@ -425,9 +432,9 @@ def test_virtual_service_routes_exact_and_prefix_to_the_service() -> None:
     children = build(
         routing={"enabled": True, "hosts": ["api.example.com"]}, server={"pathPrefix": "/project"}
     )
-    assert children.virtual_service is not None
-    spec = children.virtual_service["spec"]
-    assert children.virtual_service["apiVersion"] == "networking.istio.io/v1"
+    assert children.route is not None
+    spec = children.route["spec"]
+    assert children.route["apiVersion"] == "networking.istio.io/v1"
     assert spec["hosts"] == ["api.example.com"]
     assert spec["gateways"] == ["istio-ingress/sentiment-gateway"]
     (route,) = spec["http"]
@@ -458,10 +465,10 @@ def test_the_gateway_path_always_reaches_the_servers_prefix(
     if gateway is not None:
         routing["pathPrefix"] = gateway
     children = build(routing=routing, server={} if server is None else {"pathPrefix": server})
-    assert children.virtual_service is not None
+    assert children.route is not None
     got = [
         (match["uri"], (http.get("rewrite") or {}).get("uri"))
-        for http in children.virtual_service["spec"]["http"]
+        for http in children.route["spec"]["http"]
         for match in http["match"]
     ]
     assert got == routes
@@ -470,8 +477,8 @@ def test_the_gateway_path_always_reaches_the_servers_prefix(
 @pytest.mark.parametrize(("weight", "expected"), [(10, [90, 10]), (50, [50, 50]), (0, [None]), (100, [None])])
 def test_canary_weights(weight: int, expected: list[int | None]) -> None:
     children = build(routing={"enabled": True, "canary": {"weight": weight, "image": "example/inference:2"}})
-    assert children.virtual_service is not None
-    destinations = children.virtual_service["spec"]["http"][0]["route"]
+    assert children.route is not None
+    destinations = children.route["spec"]["http"][0]["route"]
     assert [d.get("weight") for d in destinations] == expected
     if weight == 100:
         assert destinations[0]["destination"]["host"] == "demo-canary.ns.svc.cluster.local"
@@ -534,8 +541,8 @@ def test_gateway_prefix_different_from_server_prefix_is_rewritten() -> None:
     children = build(
         routing={"enabled": True, "pathPrefix": "/public/sentiment"}, server={"pathPrefix": "/api"}
     )
-    assert children.virtual_service is not None
-    http = children.virtual_service["spec"]["http"]
+    assert children.route is not None
+    http = children.route["spec"]["http"]
     assert [(h["match"], h["rewrite"]) for h in http] == [
         ([{"uri": {"exact": "/public/sentiment"}}], {"uri": "/api"}),
         ([{"uri": {"prefix": "/public/sentiment/"}}], {"uri": "/api/"}),
@@ -546,9 +553,9 @@ def test_gateway_prefix_different_from_server_prefix_is_rewritten() -> None:
     )
 
 
-def test_routing_disabled_has_no_virtual_service_and_no_gateway_path() -> None:
+def test_routing_disabled_has_no_route_and_no_gateway_path() -> None:
     spec = parse_spec("demo", {})
-    assert build().virtual_service is None
+    assert build().route is None
     assert builders.gateway_path("demo", spec) is None
     assert builders.inference_url("demo", "ns", spec) == "http://demo.ns.svc.cluster.local:8000/demo"
 
@@ -560,16 +567,14 @@ def test_the_cluster_domain_is_the_operators_setting() -> None:
         == "http://demo.ns.svc.corp.example:8000/demo"
     )
     children = builders.build_children("demo", "ns", spec, cluster_domain="corp.example")
-    assert children.virtual_service is not None
-    (route,) = children.virtual_service["spec"]["http"][:1]
+    assert children.route is not None
+    (route,) = children.route["spec"]["http"][:1]
     assert {d["destination"]["host"] for d in route["route"]} == {"demo.ns.svc.corp.example"}
     assert "cluster.local" not in json.dumps(children.objects())
 
 
 def test_network_policies_isolate_redis_and_the_server() -> None:
-    children = build(
-        networkPolicy={"allowFrom": [{"namespace": "istio-ingress"}, {"namespace": "monitoring"}]}
-    )
+    children = build(networkPolicy={"allowFrom": [{"namespace": "ops"}, {"namespace": "monitoring"}]})
     redis_policy, server_policy = children.network_policies
     inference_pods = {"app.kubernetes.io/name": "sentiment-inference", "app.kubernetes.io/instance": "demo"}
     assert children.redis_deployment is not None
@@ -588,7 +593,7 @@ def test_network_policies_isolate_redis_and_the_server() -> None:
     assert namespaces == {
         "key": "kubernetes.io/metadata.name",
         "operator": "In",
-        "values": ["istio-ingress", "monitoring"],
+        "values": ["monitoring", "ops"],
     }
     # The selector covers both tracks, and no other model's pods.
     for deployment in (children.deployment,):

@@ -220,14 +220,16 @@ async def test_status_follows_deployment_readiness(
     assert_no_secret_leak(cluster, NAME, all_logs)
 
 
-async def test_routing_without_istio_is_reported_not_failed(
+async def test_routing_without_istio_or_gateway_api_is_reported_not_failed(
     cluster: Cluster, operator: OperatorHandle
 ) -> None:
     await _created(cluster, {**BASE_SPEC, "routing": {"enabled": True}})
     routing = await eventually(lambda: cluster.condition(NAME, "Routing"), what="Routing condition")
     assert routing["status"] == "False"
-    assert routing["reason"] == "IstioNotInstalled"
-    await eventually(lambda: cluster.events(reason="IstioNotInstalled", type="Warning"), what="Warning Event")
+    assert routing["reason"] == "IstioAndGatewayAPINotInstalled"
+    await eventually(
+        lambda: cluster.events(reason="IstioAndGatewayAPINotInstalled", type="Warning"), what="Warning Event"
+    )
     assert not cluster.events(reason="ReconcileFailed")
     model = cluster.model(NAME)
     assert model is not None

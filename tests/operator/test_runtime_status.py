@@ -165,14 +165,18 @@ def test_unmanaged_cache_does_not_block_ready(cache: dict[str, Any], expected: t
 
 def test_routing_states() -> None:
     spec = {"routing": {"enabled": True, "pathPrefix": "/api/sentiment"}}
-    applied = compute(spec, status.Observed(inference=deployment(ready=1), routing="applied"))
+    applied = compute(
+        spec, status.Observed(inference=deployment(ready=1), routing="applied", routing_provider="istio")
+    )
     assert cond(applied, "Routing")["status"] == "True"
     assert applied["gatewayPath"] == "/api/sentiment"
-    missing = compute(spec, status.Observed(inference=deployment(ready=1), routing="istio-missing"))
+    assert applied["routingProvider"] == "istio"
+    missing = compute(spec, status.Observed(inference=deployment(ready=1), routing="not-served"))
     assert (cond(missing, "Routing")["status"], cond(missing, "Routing")["reason"]) == (
         "False",
-        "IstioNotInstalled",
+        "IstioAndGatewayAPINotInstalled",
     )
+    assert missing["routingProvider"] is None
     # Istio missing is reported, not a failure: Ready does not depend on it.
     # Nothing routes the path: status must not claim it (kubectl get sm would show PATH /api/sentiment).
     assert missing["gatewayPath"] is None

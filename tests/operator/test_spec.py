@@ -52,7 +52,9 @@ def test_empty_spec_takes_the_documented_defaults() -> None:
     assert spec.routing.gateways == ["istio-ingress/sentiment-gateway"]
     assert spec.gateway_prefix("project") == "/project"
     assert spec.network_policy.enabled
-    assert [peer.namespace for peer in spec.network_policy.allow_from] == ["istio-ingress"]
+    assert spec.routing.provider == "auto"
+    assert spec.network_policy.allow_from == []
+    assert spec.network_policy.gateway is None  # the routing provider's default data plane
 
 
 def test_batch_token_budget_defaults_to_512_or_the_longest_sequence() -> None:
@@ -175,6 +177,40 @@ BAD_SPECS: list[tuple[dict[str, Any], str, str]] = [
     ({"routing": {"canary": {"weight": 10}}}, "spec.routing.canary", "routing.enabled"),
     ({"routing": {"enabled": True, "pathPrefix": "gw"}}, "spec.routing.pathPrefix", "start with '/'"),
     ({"routing": {"enabled": True, "gateways": []}}, "spec.routing.gateways", "at least 1"),
+    ({"routing": {"provider": "linkerd"}}, "spec.routing.provider", "'auto', 'istio' or 'gatewayAPI'"),
+    ({"routing": {"gateways": ["a/gw", "b/gw", "a/gw"]}}, "spec.routing.gateways[2]", "listed twice"),
+    (
+        {"routing": {"provider": "gatewayAPI", "gateways": ["Infra/GW"]}},
+        "spec.routing.gateways[0]",
+        "namespace/name",
+    ),
+    ({"routing": {"hosts": ["*", "API.example.com"]}}, "spec.routing.hosts[1]", "Gateway API hostname"),
+    ({"routing": {"hosts": ["api.example.com:80"]}}, "spec.routing.hosts[0]", "provider: istio"),
+    ({"routing": {"pathPrefix": "/a/../b"}}, "spec.routing.pathPrefix", "'..' segments"),
+    ({"server": {"pathPrefix": "/a/."}}, "spec.server.pathPrefix", "'..' segments"),
+    (
+        {"networkPolicy": {"gateway": {}}},
+        "spec.networkPolicy.gateway.namespaceSelector",
+        "namespaceSelector, podSelector or both",
+    ),
+    (
+        {
+            "networkPolicy": {
+                "gateway": {"podSelector": {"matchExpressions": [{"key": "a", "operator": "In"}]}}
+            }
+        },
+        "spec.networkPolicy.gateway.podSelector.matchExpressions[0].values",
+        "at least one value",
+    ),
+    (
+        {
+            "networkPolicy": {
+                "gateway": {"podSelector": {"matchExpressions": [{"key": "a", "operator": "Is"}]}}
+            }
+        },
+        "spec.networkPolicy.gateway.podSelector.matchExpressions[0].operator",
+        "'In', 'NotIn', 'Exists' or 'DoesNotExist'",
+    ),
     (
         {"model": {"source": {"image": {}, "pvc": {"claimName": "m"}}}},
         "spec.model.source.image",

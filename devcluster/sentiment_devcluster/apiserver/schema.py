@@ -115,6 +115,32 @@ def _crd_list_type(schema: dict[str, Any] | None, path: Path) -> ListType:
     return ATOMIC
 
 
+# The API groups with dots kube-apiserver serves itself ("kubectl api-versions" on a bare cluster); every
+# other dotted group comes from a CustomResourceDefinition, k8s.io-suffixed ones (Gateway API's) included.
+BUILTIN_GROUPS: frozenset[str] = frozenset(
+    {
+        "admissionregistration.k8s.io",
+        "apiextensions.k8s.io",
+        "apiregistration.k8s.io",
+        "authentication.k8s.io",
+        "authorization.k8s.io",
+        "certificates.k8s.io",
+        "coordination.k8s.io",
+        "discovery.k8s.io",
+        "events.k8s.io",
+        "flowcontrol.apiserver.k8s.io",
+        "internal.apiserver.k8s.io",
+        "networking.k8s.io",
+        "node.k8s.io",
+        "rbac.authorization.k8s.io",
+        "resource.k8s.io",
+        "scheduling.k8s.io",
+        "storage.k8s.io",
+        "storagemigration.k8s.io",
+    }
+)
+
+
 @dataclass(frozen=True)
 class TypeInfo:
     """The merge rules of one kind: built in (a table) or custom (its CRD's openAPIV3Schema)."""
@@ -129,9 +155,10 @@ class TypeInfo:
 
     @classmethod
     def of(cls, kind: str, group: str, *, has_status: bool, crd_schema: dict[str, Any] | None) -> TypeInfo:
-        """A served kind: built in (its group is empty, one word, or *.k8s.io) or custom (its CRD's schema;
-        without one, everything is kept)."""
-        custom = "." in group and not group.endswith("k8s.io")
+        """A served kind: built in (its group is empty, one word, or one of kube-apiserver's *.k8s.io groups)
+        or custom (its CRD's schema; without one, everything is kept). A *.k8s.io group is not built in by
+        its name alone: Gateway API (gateway.networking.k8s.io) is installed as CRDs."""
+        custom = "." in group and group not in BUILTIN_GROUPS
         schema = (crd_schema or {"x-kubernetes-preserve-unknown-fields": True}) if custom else None
         return cls(kind, crd_schema=schema, has_status=has_status)
 

@@ -69,7 +69,10 @@ CORE_RESOURCES: tuple[tuple[str, str, bool, tuple[str, ...]], ...] = (
     ("networking.k8s.io/v1/networkpolicies", "NetworkPolicy", True, ()),
     ("serving.sentiment.dev/v1alpha1/sentimentmodels", "SentimentModel", True, ("status",)),
 )
+# Installed as CRDs (tests choose whether a cluster serves them): Istio's VirtualService and Gateway API's
+# HTTPRoute, whose status its gateway controllers write through the status subresource.
 ISTIO_RESOURCE = ("networking.istio.io/v1/virtualservices", "VirtualService", True, ("status",))
+GATEWAY_API_RESOURCE = ("gateway.networking.k8s.io/v1/httproutes", "HTTPRoute", True, ("status",))
 VERBS = {"get", "list", "watch", "create", "patch", "update", "delete"}
 
 _BREAK = "__BREAK_WATCH__"
@@ -158,9 +161,34 @@ class ApiServer(kmock.KubernetesEmulator):
 
     def install_istio(self, version: str = "v1") -> None:
         """Serve Istio's VirtualService (``v1beta1`` alone, as Istio before 1.22 does)."""
-        path, kind, namespaced, subresources = ISTIO_RESOURCE
-        served = (path.replace("/v1/", f"/{version}/"), kind, namespaced, subresources)
-        self.register((served,))
+        self._install(ISTIO_RESOURCE, version)
+
+    def install_gateway_api(self, version: str = "v1") -> None:
+        """Serve Gateway API's HTTPRoute (``v1beta1`` alone, as Gateway API before 1.0 does)."""
+        self._install(GATEWAY_API_RESOURCE, version)
+
+    def _install(self, resource: tuple[str, str, bool, tuple[str, ...]], version: str) -> None:
+        path, kind, namespaced, subresources = resource
+        group, _, plural = path.split("/")
+        self.register(((f"{group}/{version}/{plural}", kind, namespaced, subresources),))
+
+    async def uninstall(self, group: str) -> None:
+        """Stop serving an API group, as deleting its CRDs does: its custom resources are deleted with them
+        (a DELETED event each), discovery no longer lists it, and its paths answer 404.
+
+        https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definitions/
+        #delete-a-customresourcedefinition
+        """
+        objects: Any = self._objects
+        async with self._lock:
+            for key, obj in list(objects.items()):
+                if key[0].group == group:
+                    if not obj.deleted:
+                        await self._buses[key[0]].put({"type": "DELETED", "object": copy.deepcopy(obj.raw)})
+                    del objects[key]
+            for resource, _ in self._served():
+                if resource.group == group:
+                    del self.resources[resource]
 
     # --- fault injection ---------------------------------------------------------------------------------
 

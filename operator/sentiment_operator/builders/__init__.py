@@ -6,10 +6,11 @@ No I/O and no Kubernetes client here: the same functions serve ``sentiment-opera
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, fields
 
 from ..names import COMPONENT_CANARY, COMPONENT_INFERENCE, DEFAULT_CLUSTER_DOMAIN, canary_name
-from ..spec import SentimentModelSpec
+from ..spec import RoutingProvider, SentimentModelSpec
 from .common import (
     APP_UID,
     REDIS_CONFIG_MOUNT,
@@ -26,26 +27,33 @@ from .inference import (
     _Variant,
     server_env,
 )
-from .network import _redis_network_policy, _server_network_policy, _virtual_service
+from .network import _redis_network_policy, _server_network_policy
 from .redis import _redis_deployment, _redis_service, redis_auth_data, redis_auth_secret
+from .routing import ROUTE_KINDS, RouteIntent, render_route, route_intent
 
 __all__ = [
     "APP_UID",
     "REDIS_CONFIG_MOUNT",
+    "ROUTE_KINDS",
     "Children",
     "Manifest",
+    "RouteIntent",
     "build_children",
     "gateway_path",
     "inference_url",
     "redis_auth_data",
     "redis_auth_secret",
+    "route_intent",
     "server_env",
 ]
 
 
 @dataclass(frozen=True)
 class Children:
-    """Every object one SentimentModel wants, as plain dicts; None/empty for disabled features."""
+    """Every object one SentimentModel wants, as plain dicts; None/empty for disabled features.
+
+    ``route`` is written for ``routing_provider`` (None: routing is off, or no provider fits the cluster).
+    """
 
     deployment: Manifest
     service: Manifest
@@ -57,14 +65,17 @@ class Children:
     hpa: Manifest | None = None
     canary_hpa: Manifest | None = None
     disruption_budget: Manifest | None = None
-    virtual_service: Manifest | None = None
+    route: Manifest | None = None
     network_policies: tuple[Manifest, ...] = ()
+    routing_provider: RoutingProvider | None = None
 
     def __post_init__(self) -> None:
         # Builders reuse small dicts (probes, secret refs); give every object its own copy so a caller that
         # mutates one object (or a YAML dumper that tracks identity) never sees another change.
         for field in fields(self):
             value = getattr(self, field.name)
+            if isinstance(value, str):
+                continue
             if isinstance(value, tuple):
                 object.__setattr__(self, field.name, tuple(deep_copy(item) for item in value))
             elif value is not None:
@@ -84,7 +95,7 @@ class Children:
             self.canary_deployment,
             self.hpa,
             self.canary_hpa,
-            self.virtual_service,
+            self.route,
         ]
         return [obj for obj in ordered if obj is not None]
 
@@ -101,13 +112,17 @@ def build_children(
     uid: str | None = None,
     redis_auth_version: str | None = None,
     cluster_domain: str = DEFAULT_CLUSTER_DOMAIN,
+    served: Collection[RoutingProvider] | None = None,
 ) -> Children:
     """Build every desired child of SentimentModel ``namespace/name``.
 
     ``uid`` adds controller ownerReferences; ``redis_auth_version`` (e.g. the auth Secret's uid) goes into the
     pod templates that use the managed Redis password, so a regenerated Secret rolls those pods;
-    ``cluster_domain`` is the cluster's DNS domain, used in fully qualified Service hosts.
+    ``cluster_domain`` is the cluster's DNS domain, used in fully qualified Service hosts; ``served``: the
+    routing providers the cluster serves (API discovery), which decide the route's provider (None: render
+    without a cluster, for ``routing.provider``, Istio for auto).
     """
+    provider = spec.routing.choose_provider(served) if spec.routing.enabled else None
     stable = _Variant(name, COMPONENT_INFERENCE, spec.image, spec.model, spec.replicas)
     canary: _Variant | None = None
     if spec.routing.enabled and spec.routing.canary is not None:
@@ -125,7 +140,7 @@ def build_children(
     if spec.network_policy.enabled:
         if managed:
             policies.append(_redis_network_policy(name, namespace, uid))
-        policies.append(_server_network_policy(name, namespace, spec, uid))
+        policies.append(_server_network_policy(name, namespace, spec, uid, provider))
 
     return Children(
         deployment=_inference_deployment(name, namespace, spec, stable, uid, redis_auth_version),
@@ -142,8 +157,11 @@ def build_children(
         hpa=_hpa(name, namespace, spec, stable, uid) if spec.autoscaling.enabled else None,
         canary_hpa=_hpa(name, namespace, spec, canary, uid) if canary and spec.autoscaling.enabled else None,
         disruption_budget=_disruption_budget(name, namespace, spec, uid),
-        virtual_service=(
-            _virtual_service(name, namespace, spec, uid, cluster_domain) if spec.routing.enabled else None
+        route=(
+            render_route(provider, route_intent(name, namespace, spec), uid, cluster_domain)
+            if provider is not None
+            else None
         ),
         network_policies=tuple(policies),
+        routing_provider=provider,
     )

@@ -45,7 +45,7 @@ def inference_url(
 
 
 def gateway_path(name: str, spec: SentimentModelSpec) -> str | None:
-    """The path prefix on the Istio gateway (status.gatewayPath), or None when routing is off."""
+    """The path prefix on the gateways (status.gatewayPath once routed), or None when routing is off."""
     return spec.gateway_prefix(name) if spec.routing.enabled else None
 
 

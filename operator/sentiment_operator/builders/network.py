@@ -1,4 +1,4 @@
-"""Traffic: the Istio VirtualService and the NetworkPolicies."""
+"""Isolation: the NetworkPolicies of the server and of the managed Redis."""
 
 from __future__ import annotations
 
@@ -10,71 +10,13 @@ from ..names import (
     COMPONENT_INFERENCE,
     LABEL_INSTANCE,
     LABEL_NAME,
+    LABEL_NAMESPACE_NAME,
     REDIS_PORT,
-    canary_name,
     redis_name,
     selector_labels,
-    service_host,
 )
-from ..spec import SentimentModelSpec
+from ..spec import RoutingProvider, SentimentModelSpec
 from .common import Manifest, metadata
-
-
-def _virtual_service(
-    name: str, namespace: str, spec: SentimentModelSpec, uid: str | None, cluster_domain: str
-) -> Manifest:
-    routing = spec.routing
-    server_prefix = spec.path_prefix(name)
-    gateway_prefix = spec.gateway_prefix(name)
-    canary_weight = routing.canary.weight if routing.canary is not None else 0
-    destinations: list[dict[str, Any]] = []
-    for target, weight in ((name, 100 - canary_weight), (canary_name(name), canary_weight)):
-        if weight > 0:
-            destinations.append(
-                {
-                    "destination": {
-                        "host": service_host(target, namespace, cluster_domain),
-                        "port": {"number": spec.server.port},
-                    }
-                }
-            )
-            if routing.canary is not None and canary_weight not in (0, 100):
-                destinations[-1]["weight"] = weight
-
-    # "/project" must not also match "/projects": match the exact path and the prefix with a slash.
-    pairs: list[tuple[dict[str, str], str | None]]
-    if gateway_prefix == server_prefix == "/":
-        pairs = [({"prefix": "/"}, None)]
-    elif gateway_prefix == server_prefix:
-        pairs = [({"exact": gateway_prefix}, None), ({"prefix": f"{gateway_prefix}/"}, None)]
-    elif gateway_prefix == "/":
-        # Everything the gateway sends goes under the server's prefix: "/predict" -> "/<prefix>/predict".
-        pairs = [({"prefix": "/"}, f"{server_prefix}/")]
-    else:
-        target_prefix = "" if server_prefix == "/" else server_prefix
-        pairs = [
-            ({"exact": gateway_prefix}, target_prefix or "/"),
-            ({"prefix": f"{gateway_prefix}/"}, f"{target_prefix}/"),
-        ]
-    http: list[dict[str, Any]] = []
-    if all(rewrite is None for _, rewrite in pairs):
-        http.append({"name": name, "match": [{"uri": uri} for uri, _ in pairs], "route": destinations})
-    else:
-        for index, (uri, rewrite) in enumerate(pairs):
-            http.append(
-                {
-                    "name": f"{name}-{index}",
-                    "match": [{"uri": uri}],
-                    "rewrite": {"uri": rewrite},
-                    "route": destinations,
-                }
-            )
-    return {
-        "apiVersion": "networking.istio.io/v1",
-        "kind": "VirtualService",
-        "metadata": metadata(name, namespace, name, COMPONENT_INFERENCE, uid),
-        "spec": {"hosts": list(routing.hosts), "gateways": list(routing.gateways), "http": http},
-    }
 
 
 def _inference_pods(name: str) -> dict[str, str]:
@@ -82,15 +24,25 @@ def _inference_pods(name: str) -> dict[str, str]:
     return {LABEL_NAME: APP_INFERENCE, LABEL_INSTANCE: name}
 
 
-def _server_network_policy(name: str, namespace: str, spec: SentimentModelSpec, uid: str | None) -> Manifest:
+def _server_network_policy(
+    name: str,
+    namespace: str,
+    spec: SentimentModelSpec,
+    uid: str | None,
+    routing_provider: RoutingProvider | None,
+) -> Manifest:
+    """Ingress to the server pods: this model's pods, the gateway's data plane while a route is written for
+    ``routing_provider``, and the ``allowFrom`` namespaces."""
     peers: list[dict[str, Any]] = [{"podSelector": {"matchLabels": _inference_pods(name)}}]
+    if routing_provider is not None:
+        peers.append(spec.network_policy.gateway_peer(routing_provider).peer())
     namespaces = sorted({peer.namespace for peer in spec.network_policy.allow_from})
     if namespaces:
         peers.append(
             {
                 "namespaceSelector": {
                     "matchExpressions": [
-                        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": namespaces}
+                        {"key": LABEL_NAMESPACE_NAME, "operator": "In", "values": namespaces}
                     ]
                 }
             }

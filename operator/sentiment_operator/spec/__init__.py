@@ -34,7 +34,7 @@ from .base import (
 from .cache import CacheSpec
 from .model import ModelSpec, ResourceRequirements
 from .quantities import parse_quantity, parse_redis_memory
-from .routing import NetworkPolicySpec, RoutingSpec
+from .routing import PROVIDERS, NetworkPolicySpec, RoutingProvider, RoutingSpec
 from .scaling import AutoscalingSpec, DisruptionBudgetSpec
 from .server import ServerSpec
 
@@ -43,11 +43,13 @@ __all__ = [
     "DEFAULT_MODEL_ID",
     "DEFAULT_MODEL_PATH",
     "MAX_NAME_LENGTH",
+    "PROVIDERS",
     "SERVER_ENV_NAMES",
     "SHORT_NAMES",
     "SINGULAR",
     "InvalidSpecError",
     "ModelSpec",
+    "RoutingProvider",
     "SentimentModelSpec",
     "SpecFieldError",
     "check_name",
@@ -117,7 +119,10 @@ class SentimentModelSpec(_Spec):
     # CRD default {}, not {managed: {}}: a stored managed block would clash with a later `external:`.
     cache: CacheSpec = Field(CacheSpec(), description="Prediction cache.", json_schema_extra={"default": {}})
     autoscaling: AutoscalingSpec = Field(AutoscalingSpec(), description="Horizontal pod autoscaling.")
-    routing: RoutingSpec = Field(RoutingSpec(), description="Istio routing.")
+    routing: RoutingSpec = Field(
+        RoutingSpec(),
+        description="Routing through gateways: an Istio VirtualService or a Gateway API HTTPRoute.",
+    )
     network_policy: NetworkPolicySpec = Field(NetworkPolicySpec(), description="Network isolation.")
 
     @field_validator("topology_spread")

@@ -57,6 +57,9 @@ def _check_path_prefix(value: str | None) -> str | None:
         raise ValueError("must start with '/'")
     if not _PATH_PREFIX.match(value):
         raise ValueError("must be '/' or '/segment[/segment...]' of [A-Za-z0-9._~-] without a trailing '/'")
+    if any(segment in (".", "..") for segment in value.split("/")):
+        # Clients normalize dot segments away (RFC 3986), and Gateway API refuses them in path matches.
+        raise ValueError("must not contain '.' or '..' segments")
     return value
 
 
