@@ -1,5 +1,6 @@
 """Every rendered object is valid for the real API: kubernetes-validate (1.30 and the newest schema it ships),
-and the VirtualService against Istio's CRD schema (tests/istio_schema.py, from a PyPI package)."""
+the VirtualService against Istio's CRD schema (tests/istio_schema.py) and the ScaledObject against KEDA's
+(tests/keda_schema.py), both from PyPI packages."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
+import crd_models
 import istio_schema
+import keda_schema
 import kubernetes_validate
 import pytest
 from builders_support import all_example_objects, children_of, model
@@ -38,7 +41,19 @@ EXTRA_MODELS = [
         server={"pathPrefix": "/"},
     ),
 ]
-EXTRA_OBJECTS = [("extra", obj) for doc in EXTRA_MODELS for obj in children_of(doc, uid="u-1").objects()]
+# Load-metric autoscalers on a cluster with KEDA (ScaledObjects, the canary's too) and without (HPA Pods).
+LOAD_MODELS = [
+    model(
+        autoscaling={"metric": "queueDepth", "behavior": {"scaleDown": {"stabilizationWindowSeconds": 60}}},
+        routing={"enabled": True, "canary": {"weight": 20}},
+    ),
+    model(autoscaling={"metric": "inFlight", "minReplicas": 0}, routing={"enabled": True}),
+]
+EXTRA_OBJECTS = [
+    *(("extra", obj) for doc in EXTRA_MODELS for obj in children_of(doc, uid="u-1").objects()),
+    *(("load", obj) for doc in LOAD_MODELS for obj in children_of(doc, uid="u-1", keda=True).objects()),
+    *(("load", obj) for doc in LOAD_MODELS[:1] for obj in children_of(doc, uid="u-1", keda=False).objects()),
+]
 ALL_OBJECTS = EXAMPLE_OBJECTS + EXTRA_OBJECTS
 
 
@@ -56,12 +71,24 @@ def test_there_is_something_to_validate() -> None:
         "PodDisruptionBudget",
         "NetworkPolicy",
         "VirtualService",
+        "ScaledObject",
     }
     assert kinds == expected
+    pods_metrics = [
+        metric
+        for _, obj in ALL_OBJECTS
+        if obj["kind"] == "HorizontalPodAutoscaler"
+        for metric in obj["spec"]["metrics"]
+        if metric["type"] == "Pods"
+    ]
+    assert pods_metrics, "an HPA Pods metric (load metric without KEDA) should be schema-checked"
+
+
+CUSTOM_KINDS = {"VirtualService", "ScaledObject"}
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
-@pytest.mark.parametrize("item", [i for i in ALL_OBJECTS if i[1]["kind"] != "VirtualService"], ids=_id)
+@pytest.mark.parametrize("item", [i for i in ALL_OBJECTS if i[1]["kind"] not in CUSTOM_KINDS], ids=_id)
 def test_kubernetes_schema(item: tuple[str, dict[str, Any]], version: str) -> None:
     kubernetes_validate.validate(item[1], version, strict=True)
 
@@ -147,3 +174,74 @@ def test_istio_schema_rejects_a_kind_it_does_not_know() -> None:
     obj = _broken(lambda o: o.update(apiVersion="networking.istio.io/v1alpha9"))
     with pytest.raises(istio_schema.IstioSchemaError, match="no Istio schema"):
         istio_schema.validate(obj)
+
+
+SCALED_OBJECTS = [i for i in ALL_OBJECTS if i[1]["kind"] == "ScaledObject"]
+
+
+@pytest.mark.parametrize("item", SCALED_OBJECTS, ids=_id)
+def test_scaled_object_matches_the_keda_crd(item: tuple[str, dict[str, Any]]) -> None:
+    obj = item[1]
+    keda_schema.validate(obj)
+    kubernetes_validate.validate(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": obj["metadata"]}, "1.30.0", strict=True
+    )
+
+
+def test_scaled_objects_are_rendered_with_and_without_activation() -> None:
+    triggers = [len(obj["spec"]["triggers"]) for _, obj in SCALED_OBJECTS]
+    assert sorted(set(triggers)) == [1, 2], triggers
+    assert any(obj["metadata"]["name"].endswith("-canary") for _, obj in SCALED_OBJECTS)
+
+
+def _broken_scaled_object(change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    obj = copy.deepcopy(next(o for _, o in SCALED_OBJECTS if len(o["spec"]["triggers"]) == 2))
+    keda_schema.validate(obj)  # valid before the change, so the change is what is refused
+    change(obj)
+    return obj
+
+
+def test_keda_schema_rejects_an_unknown_field() -> None:
+    obj = _broken_scaled_object(lambda o: o["spec"].update(minReplicas=0))
+    with pytest.raises(keda_schema.KedaSchemaError, match=r"spec\.minReplicas: unknown field"):
+        keda_schema.validate(obj)
+
+
+def test_keda_schema_rejects_an_unknown_field_deep_inside() -> None:
+    obj = _broken_scaled_object(lambda o: o["spec"]["triggers"][0].update(metricsType="Value"))
+    with pytest.raises(keda_schema.KedaSchemaError, match=r"triggers\[0\]\.metricsType: unknown field"):
+        keda_schema.validate(obj)
+
+
+def test_keda_schema_rejects_a_wrong_type() -> None:
+    obj = _broken_scaled_object(lambda o: o["spec"]["triggers"][0]["metadata"].update(threshold=8))
+    with pytest.raises(keda_schema.KedaSchemaError, match=r"threshold"):
+        keda_schema.validate(obj)
+
+
+def test_keda_schema_rejects_a_value_it_would_have_to_coerce() -> None:
+    obj = _broken_scaled_object(lambda o: o["spec"].update(maxReplicaCount="8"))
+    with pytest.raises(keda_schema.KedaSchemaError, match=r"maxReplicaCount: '8' is read as 8"):
+        keda_schema.validate(obj)
+
+
+def test_keda_schema_rejects_a_bad_enum() -> None:
+    """KEDA's CRD has few enums (a trigger's metricType is a free string there, parsed by KEDA later):
+    its kind is one, and the model enforces it."""
+    obj = _broken_scaled_object(lambda o: o.update(kind="ScaledJob"))
+    found = crd_models.problems(keda_schema.MODELS["keda.sh/v1alpha1", "ScaledObject"], obj)
+    (problem,) = found
+    assert "kind" in problem
+    assert "'ScaledObject'" in problem
+
+
+def test_keda_schema_rejects_a_missing_required_field() -> None:
+    obj = _broken_scaled_object(lambda o: o["spec"]["scaleTargetRef"].pop("name"))
+    with pytest.raises(keda_schema.KedaSchemaError, match=r"scaleTargetRef\.name\s+Field required"):
+        keda_schema.validate(obj)
+
+
+def test_keda_schema_rejects_a_kind_it_does_not_know() -> None:
+    obj = _broken_scaled_object(lambda o: o.update(kind="ScaledJobs"))
+    with pytest.raises(keda_schema.KedaSchemaError, match="no KEDA schema"):
+        keda_schema.validate(obj)

@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass, fields
 
 from ..names import COMPONENT_CANARY, COMPONENT_INFERENCE, DEFAULT_CLUSTER_DOMAIN, canary_name
-from ..spec import SentimentModelSpec
+from ..spec import SentimentModelSpec, check_cluster_support
 from .common import (
     APP_UID,
     REDIS_CONFIG_MOUNT,
@@ -28,6 +28,7 @@ from .inference import (
 )
 from .network import _redis_network_policy, _server_network_policy, _virtual_service
 from .redis import _redis_deployment, _redis_service, redis_auth_data, redis_auth_secret
+from .scaling import scaled_object
 
 __all__ = [
     "APP_UID",
@@ -56,6 +57,8 @@ class Children:
     redis_service: Manifest | None = None
     hpa: Manifest | None = None
     canary_hpa: Manifest | None = None
+    scaled_object: Manifest | None = None  # KEDA's, instead of the HPA (never both for one Deployment)
+    canary_scaled_object: Manifest | None = None
     disruption_budget: Manifest | None = None
     virtual_service: Manifest | None = None
     network_policies: tuple[Manifest, ...] = ()
@@ -84,6 +87,8 @@ class Children:
             self.canary_deployment,
             self.hpa,
             self.canary_hpa,
+            self.scaled_object,
+            self.canary_scaled_object,
             self.virtual_service,
         ]
         return [obj for obj in ordered if obj is not None]
@@ -101,13 +106,18 @@ def build_children(
     uid: str | None = None,
     redis_auth_version: str | None = None,
     cluster_domain: str = DEFAULT_CLUSTER_DOMAIN,
+    keda: bool = False,
 ) -> Children:
     """Build every desired child of SentimentModel ``namespace/name``.
 
     ``uid`` adds controller ownerReferences; ``redis_auth_version`` (e.g. the auth Secret's uid) goes into the
     pod templates that use the managed Redis password, so a regenerated Secret rolls those pods;
-    ``cluster_domain`` is the cluster's DNS domain, used in fully qualified Service hosts.
+    ``cluster_domain`` is the cluster's DNS domain, used in fully qualified Service hosts; ``keda``: the
+    cluster serves KEDA's ScaledObject, which then scales on the load metrics instead of an HPA.
+
+    Raises InvalidSpecError for a spec this cluster cannot carry out (scale to zero without KEDA).
     """
+    check_cluster_support(spec, keda=keda)
     stable = _Variant(name, COMPONENT_INFERENCE, spec.image, spec.model, spec.replicas)
     canary: _Variant | None = None
     if spec.routing.enabled and spec.routing.canary is not None:
@@ -120,6 +130,8 @@ def build_children(
             max(1, math.ceil(spec.replicas * weight / 100)) if spec.replicas > 0 else 0,
         )
 
+    by_keda = spec.autoscaling.enabled and spec.autoscaling.load_metric and keda
+    hpa = spec.autoscaling.enabled and not by_keda
     managed = spec.cache.mode == "managed"
     policies: list[Manifest] = []
     if spec.network_policy.enabled:
@@ -139,11 +151,23 @@ def build_children(
         if managed
         else None,
         redis_service=_redis_service(name, namespace, uid) if managed else None,
-        hpa=_hpa(name, namespace, spec, stable, uid) if spec.autoscaling.enabled else None,
-        canary_hpa=_hpa(name, namespace, spec, canary, uid) if canary and spec.autoscaling.enabled else None,
+        hpa=_hpa(name, namespace, spec, stable, uid) if hpa else None,
+        canary_hpa=_hpa(name, namespace, spec, canary, uid) if canary and hpa else None,
+        scaled_object=_scaled_object(name, namespace, spec, stable, uid) if by_keda else None,
+        canary_scaled_object=(
+            _scaled_object(name, namespace, spec, canary, uid) if canary and by_keda else None
+        ),
         disruption_budget=_disruption_budget(name, namespace, spec, uid),
         virtual_service=(
             _virtual_service(name, namespace, spec, uid, cluster_domain) if spec.routing.enabled else None
         ),
         network_policies=tuple(policies),
+    )
+
+
+def _scaled_object(
+    name: str, namespace: str, spec: SentimentModelSpec, variant: _Variant, uid: str | None
+) -> Manifest:
+    return scaled_object(
+        name, namespace, spec, obj_name=variant.obj_name, component=variant.component, uid=uid
     )
