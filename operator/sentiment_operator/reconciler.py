@@ -8,6 +8,7 @@ it is tested with a fake or an emulated API server alone.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -28,11 +29,17 @@ from sentiment_operator.kube import (
     is_owned_by,
     kind_of,
 )
-from sentiment_operator.spec import InvalidSpecError, SentimentModelSpec, parse_spec
+from sentiment_operator.spec import (
+    InvalidSpecError,
+    SentimentModelSpec,
+    check_cluster_support,
+    parse_spec,
+)
 
 logger = logging.getLogger(__name__)
 
 VIRTUAL_SERVICE_KIND: Final = kinds.VIRTUAL_SERVICE.kind
+AUTOSCALER_KIND_NAMES: Final = frozenset(kind.kind for kind in kinds.AUTOSCALER_KINDS)
 
 
 @dataclass
@@ -104,15 +111,16 @@ class Reconciler:
         previous: Mapping[str, Any] = body.get("status") or {}
         result = Result(owner=body)
 
+        # One discovery per reconcile: the apply below and the prune after it use the same answer.
+        virtual_service_version: str | None = None
+        keda = False
         try:
             spec = parse_spec(name, body.get("spec"))
+            virtual_service_version = await self._virtual_service_version()
+            keda = await self._serves_keda(spec)
+            check_cluster_support(spec, keda=keda, routes=virtual_service_version is not None)
         except InvalidSpecError as error:
-            result.invalid = error
-            new_status = status.invalid_status(
-                error=error, generation=generation, previous=previous, now=self.clock()
-            )
-            result.events += events.invalid_spec_events(previous, f"{error.field}: {error.message}")
-            await self._write_status(namespace, name, previous, new_status, result)
+            await self._invalid(result, error, generation, previous)
             return result
 
         # The managed Redis password Secret comes first: the pod templates carry its uid.
@@ -128,15 +136,18 @@ class Reconciler:
             uid=uid,
             redis_auth_version=auth_version,
             cluster_domain=self.cluster_domain,
+            keda=keda,
         )
 
-        # One discovery per reconcile: the apply below and the prune after it use the same answer.
-        virtual_service_version = await self._virtual_service_version()
+        # One autoscaler per Deployment: the kind no longer wanted goes before its replacement is applied.
+        leaving = await self._clear_autoscalers(namespace, name, uid, children, result)
         routing: status.RoutingState = "disabled"
         live: dict[tuple[str, str], JSONObj] = {}  # (kind, name) -> the child as the API server returned it
         for desired in children.objects():
             if desired["kind"] == "Secret":
                 continue  # handled above; never patched
+            if leaving is not None and desired["kind"] in AUTOSCALER_KIND_NAMES:
+                continue  # the other kind is still being deleted; its deletion event reconciles again
             if desired["kind"] == VIRTUAL_SERVICE_KIND:
                 if virtual_service_version is None:
                     routing = "istio-missing"
@@ -163,9 +174,23 @@ class Reconciler:
         await self._prune(namespace, name, uid, children, result, virtual_service_version)
 
         # Status from what the writes returned; an object we did not write (someone else's) is read.
-        observed = await self._observe(namespace, name, children, routing, live)
+        observed = await self._observe(namespace, name, spec, children, routing, live, keda=keda)
+        if leaving is not None:
+            observed = dataclasses.replace(observed, autoscaler_leaving=leaving)
         await self._report(result, spec, generation, observed)
         return result
+
+    async def _invalid(
+        self, result: Result, error: InvalidSpecError, generation: int | None, previous: Mapping[str, Any]
+    ) -> None:
+        """Report a spec that cannot be carried out: Ready=False/InvalidSpec, one Warning Event."""
+        meta = result.owner.get("metadata", {})
+        result.invalid = error
+        new_status = status.invalid_status(
+            error=error, generation=generation, previous=previous, now=self.clock()
+        )
+        result.events += events.invalid_spec_events(previous, f"{error.field}: {error.message}")
+        await self._write_status(str(meta["namespace"]), str(meta["name"]), previous, new_status, result)
 
     async def refresh_status(
         self, namespace: str, name: str, *, unless: Callable[[], bool] | None = None
@@ -192,16 +217,17 @@ class Reconciler:
                 return await self._reconcile(body)
             try:
                 spec = parse_spec(name, body.get("spec"))
+                keda = await self._serves_keda(spec)
+                children = builders.build_children(
+                    name, namespace, spec, uid=meta.get("uid"), cluster_domain=self.cluster_domain, keda=keda
+                )
             except InvalidSpecError:
                 return await self._reconcile(body)
-            children = builders.build_children(
-                name, namespace, spec, uid=meta.get("uid"), cluster_domain=self.cluster_domain
-            )
             routing: status.RoutingState = "disabled"
             if children.virtual_service is not None:
                 routing = "applied" if await self._virtual_service_version() else "istio-missing"
             result = Result(owner=body)
-            observed = await self._observe(namespace, name, children, routing, {})
+            observed = await self._observe(namespace, name, spec, children, routing, {}, keda=keda)
             await self._report(result, spec, meta.get("generation"), observed)
             return result
 
@@ -235,11 +261,15 @@ class Reconciler:
         self,
         namespace: str,
         name: str,
+        spec: SentimentModelSpec,
         children: builders.Children,
         routing: status.RoutingState,
         live: Mapping[tuple[str, str], JSONObj],
+        *,
+        keda: bool,
     ) -> status.Observed:
-        """The children status is computed from: taken from ``live`` (kind, name) where given, else read."""
+        """The children status is computed from: taken from ``live`` (kind, name) where given, else read;
+        for an HPA on a load metric, whether the custom metrics API serves that metric (discovery)."""
 
         async def child(wanted: JSONObj | None) -> JSONObj | None:
             if wanted is None:
@@ -249,13 +279,54 @@ class Reconciler:
                 return live[key]
             return await self._get(str(wanted["apiVersion"]), key[0], namespace, key[1])
 
+        metric_served: bool | None = None
+        if children.hpa is not None and spec.autoscaling.load_metric:
+            metric_served = False
+            for kind in kinds.pods_metric(spec.autoscaling.load_series):
+                metric_served = metric_served or await self.kube.serves(kind)
         return status.Observed(
             inference=await child(children.deployment),
             canary=await child(children.canary_deployment),
             redis=await child(children.redis_deployment),
             hpa=await child(children.hpa),
+            scaled_object=await child(children.scaled_object),
+            keda=keda,
             routing=routing,
+            metric_served=metric_served,
         )
+
+    async def _serves_keda(self, spec: SentimentModelSpec) -> bool:
+        """Whether KEDA's ScaledObject is served (discovery), asked only when the spec scales on load."""
+        if not (spec.autoscaling.enabled and spec.autoscaling.load_metric):
+            return False
+        return await self.kube.serves(kinds.SCALED_OBJECT)
+
+    async def _clear_autoscalers(
+        self, namespace: str, name: str, uid: str | None, children: builders.Children, result: Result
+    ) -> str | None:
+        """Delete our autoscalers (HPA, ScaledObject) the spec no longer wants, before the wanted one is
+        applied: KEDA's admission webhook refuses a ScaledObject whose Deployment has an HPA, and two
+        autoscalers would fight over one Deployment. Returns the first one still there after its deletion
+        (a finalizer, e.g. KEDA's, holds it): the wanted one must wait until it is gone."""
+        wanted = children.keys()
+        leaving: str | None = None
+        for kind in kinds.AUTOSCALER_KINDS:
+            try:
+                candidates = await self.kube.list(kind, namespace, names.instance_selector(name))
+            except KindMissing:
+                continue  # the kind is not served: nothing of it can exist
+            for obj in candidates:
+                meta = obj.get("metadata", {})
+                obj_name = str(meta.get("name"))
+                if (kind.api_version, kind.kind, obj_name) in wanted or not is_owned_by(obj, uid):
+                    continue
+                what = f"{kind.kind} {namespace}/{obj_name}"
+                if not meta.get("deletionTimestamp") and await self.kube.delete(kind, namespace, obj_name):
+                    logger.info("Deleted %s", what)
+                    result.deleted.append(what)
+                if leaving is None and await self.kube.get(kind, namespace, obj_name) is not None:
+                    leaving = what
+        return leaving
 
     async def _virtual_service_version(self) -> str | None:
         """The newest VirtualService version the cluster serves (discovery), or None without Istio."""
@@ -283,6 +354,8 @@ class Reconciler:
         for child in kinds.CHILD_KINDS:
             kind = child.kind
             api_version, kind_name = kind.api_version, kind.kind
+            if kind in kinds.AUTOSCALER_KINDS:
+                continue  # cleared before the apply (_clear_autoscalers)
             candidates: list[JSONObj] = []
             if not child.watched:
                 for obj_name in (named(name) for named in child.named):

@@ -77,7 +77,10 @@ def test_without_uid_there_are_no_owner_references() -> None:
 
 def test_managed_kinds_cover_every_child_kind() -> None:
     children = build(routing={"enabled": True, "canary": {}}, autoscaling={"minReplicas": 2})
-    produced = {(obj["apiVersion"], obj["kind"]) for obj in children.objects()}
+    keda = build_children(
+        "demo", "ns", parse_spec("demo", {"autoscaling": {"metric": "queueDepth"}}), uid=UID, keda=True
+    )
+    produced = {(obj["apiVersion"], obj["kind"]) for obj in [*children.objects(), *keda.objects()]}
     assert produced == {(child.kind.api_version, child.kind.kind) for child in kinds.CHILD_KINDS}
 
 

@@ -16,17 +16,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-import sentiment_contract as C
-
 from ..names import ANNOTATION_KEDA_HPA_EXCLUDED_LABELS, labels
 from ..spec import SentimentModelSpec
+from ..spec.scaling import LOAD_METRIC_SERIES
 from .common import Manifest, metadata
 
-# spec.autoscaling.metric -> the server's gauge (the same name the server exports, from the contract).
-LOAD_METRIC_SERIES: Final[Mapping[str, str]] = {
-    "queueDepth": C.QUEUE_DEPTH_METRIC,
-    "inFlight": C.IN_FLIGHT_METRIC,
-}
 # KEDA trigger names (shown in the external metric names of KEDA's HPA: s0-queue-depth, ...).
 LOAD_TRIGGER: Final = "load"
 ACTIVATION_TRIGGER: Final = "gateway-requests"
@@ -35,12 +29,6 @@ ACTIVATION_TRIGGER: Final = "gateway-requests"
 # trigger sizes the Deployment.
 ACTIVATION_WINDOW: Final = "1m"
 ACTIVATION_ONLY_THRESHOLD: Final = "1000000"
-
-
-def load_target(spec: SentimentModelSpec) -> int:
-    """The per-pod target of the load metric the spec names."""
-    auto = spec.autoscaling
-    return auto.target_queue_depth if auto.metric == "queueDepth" else auto.target_in_flight
 
 
 def load_query(metric: str, namespace: str, service: str) -> str:
@@ -82,8 +70,8 @@ def hpa_metrics(spec: SentimentModelSpec) -> list[dict[str, Any]]:
             {
                 "type": "Pods",
                 "pods": {
-                    "metric": {"name": LOAD_METRIC_SERIES[auto.metric]},
-                    "target": {"type": "AverageValue", "averageValue": str(load_target(spec))},
+                    "metric": {"name": auto.load_series},
+                    "target": {"type": "AverageValue", "averageValue": str(auto.load_target)},
                 },
             }
         ]
@@ -124,7 +112,7 @@ def scaled_object(
             "metadata": {
                 "serverAddress": address,
                 "query": load_query(auto.metric, namespace, obj_name),
-                "threshold": str(load_target(spec)),
+                "threshold": str(auto.load_target),
             },
         }
     ]

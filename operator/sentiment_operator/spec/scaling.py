@@ -3,8 +3,10 @@ metrics) and the PodDisruptionBudget."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Final, Literal
 
+import sentiment_contract as C
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -20,7 +22,12 @@ from .quantities import Quantity
 AutoscalingMetric = Literal["cpu", "memory", "queueDepth", "inFlight"]
 # The metrics the server exports itself (per-pod gauges), scaled on through Prometheus: KEDA's Prometheus
 # trigger where KEDA is installed, else an HPA Pods metric that a metrics adapter must serve.
-LOAD_METRICS: Final[frozenset[str]] = frozenset({"queueDepth", "inFlight"})
+# metric -> the server's gauge (exported per pod under the contract's name).
+LOAD_METRIC_SERIES: Final[Mapping[str, str]] = {
+    "queueDepth": C.QUEUE_DEPTH_METRIC,
+    "inFlight": C.IN_FLIGHT_METRIC,
+}
+LOAD_METRICS: Final[frozenset[str]] = frozenset(LOAD_METRIC_SERIES)
 DEFAULT_MEMORY_TARGET: Final = 80
 # The Prometheus of the README's monitoring walkthrough (kube-prometheus-stack in namespace monitoring).
 DEFAULT_PROMETHEUS_ADDRESS: Final = "http://kube-prometheus-stack-prometheus.monitoring.svc:9090"
@@ -161,6 +168,16 @@ class AutoscalingSpec(_Spec):
     def load_metric(self) -> bool:
         """Whether replicas follow one of the server's own gauges (through Prometheus)."""
         return self.metric in LOAD_METRICS
+
+    @property
+    def load_series(self) -> str:
+        """The server gauge a load metric follows (KeyError for cpu and memory)."""
+        return LOAD_METRIC_SERIES[self.metric]
+
+    @property
+    def load_target(self) -> int:
+        """The per-pod target of the load metric."""
+        return self.target_queue_depth if self.metric == "queueDepth" else self.target_in_flight
 
     @property
     def scales_to_zero(self) -> bool:
