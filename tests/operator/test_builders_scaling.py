@@ -164,9 +164,12 @@ def test_scale_to_zero_adds_the_gateway_activation_trigger() -> None:
     assert load["name"] == "load"
     assert "activationThreshold" not in load["metadata"]
     assert gateway["name"] == "gateway-requests"
+    istio = (
+        'istio_requests_total{reporter="source",destination_service_namespace="ns",'
+        'destination_service_name="demo"}'
+    )
     assert gateway["metadata"]["query"] == (
-        'sum(rate(istio_requests_total{reporter="source",destination_service_namespace="ns",'
-        'destination_service_name="demo"}[1m]))'
+        f"(sum(increase({istio}[1m])) or vector(0)) + (sum({istio} unless {istio} offset 1m) or vector(0))"
     )
     assert gateway["metadata"]["activationThreshold"] == "0"  # any request wakes the model
     # Only the load trigger sizes the Deployment: the gateway's asks for one pod at most.

@@ -7,7 +7,7 @@ HPA divides by the pod count, so the threshold is the per-pod target). Without K
 metric, which a metrics adapter must serve (``examples/autoscaling/prometheus-adapter.yaml``).
 
 Scale to zero needs a signal that exists while no pod runs: the server's own series vanish with its last
-pod, so a second trigger watches the request rate of the model's route at the gateway (a function of the
+pod, so a second trigger watches the requests of the model's route at the gateway (a function of the
 routing provider, :data:`ACTIVATION_QUERIES`).
 """
 
@@ -25,7 +25,7 @@ from .common import Manifest, metadata
 LOAD_TRIGGER: Final = "load"
 ACTIVATION_TRIGGER: Final = "gateway-requests"
 # The activation trigger only wakes the model (active while the route saw a request in the window); its
-# threshold is a request rate per pod no pod reaches, so it never asks for more than one pod: the load
+# threshold is a request count per pod no pod reaches, so it never asks for more than one pod: the load
 # trigger sizes the Deployment.
 ACTIVATION_WINDOW: Final = "1m"
 ACTIVATION_ONLY_THRESHOLD: Final = "1000000"
@@ -38,26 +38,38 @@ def load_query(metric: str, namespace: str, service: str) -> str:
     return f'sum({series}{{namespace="{namespace}",service="{service}"}})'
 
 
-def istio_request_rate(namespace: str, service: str) -> str:
-    """Requests per second Istio's proxies (the ingress gateway among them) sent to the Service, counted by
-    the client side (``reporter="source"``), so they are counted while the Service has no pod (answered
-    503 "no healthy upstream")."""
+def recent_requests(series: str) -> str:
+    """PromQL: requests counted by the counter selector ``series`` in the last window, 0 when there were
+    none (so the trigger has a value while no pod runs). A counter series born inside the window (the first
+    503 of a route at zero pods) counts in full: ``increase`` alone needs two samples of a series, and would
+    miss the very request that should wake the model."""
+    window = ACTIVATION_WINDOW
     return (
-        "sum(rate(istio_requests_total{"
-        f'reporter="source",destination_service_namespace="{namespace}",'
-        f'destination_service_name="{service}"'
-        f"}}[{ACTIVATION_WINDOW}]))"
+        f"(sum(increase({series}[{window}])) or vector(0))"
+        f" + (sum({series} unless {series} offset {window}) or vector(0))"
     )
 
 
-# Routing provider -> the PromQL of its gateway's request rate to a Service (namespace, service). Another
-# provider (Gateway API) adds its own entry.
-ACTIVATION_QUERIES: Final[Mapping[str, Callable[[str, str], str]]] = {"istio": istio_request_rate}
+def istio_requests(namespace: str, service: str) -> str:
+    """Requests Istio's proxies (the ingress gateway among them) sent to the Service, counted on the client
+    side (``reporter="source"``), so they count while the Service has no pod (answered 503 "no healthy
+    upstream")."""
+    return recent_requests(
+        "istio_requests_total{"
+        f'reporter="source",destination_service_namespace="{namespace}",destination_service_name="{service}"'
+        "}"
+    )
+
+
+# Routing provider -> the PromQL of the requests its gateway sent to a Service (namespace, service) lately.
+# Another provider (Gateway API) adds its own entry.
+ACTIVATION_QUERIES: Final[Mapping[str, Callable[[str, str], str]]] = {"istio": istio_requests}
 ROUTING_PROVIDER: Final = "istio"  # the only routing provider the spec has so far
 
 
 def activation_query(provider: str, namespace: str, service: str) -> str:
-    """PromQL that is above zero while the route of ``service`` receives requests, even at zero pods."""
+    """PromQL that is above zero while the route of ``service`` receives requests, even at zero pods
+    (the requests of the last window)."""
     return ACTIVATION_QUERIES[provider](namespace, service)
 
 
