@@ -116,6 +116,13 @@ def _condition(obj: dict[str, Any] | None, ctype: str) -> dict[str, Any]:
     return {}
 
 
+def ready_for(cluster: DevCluster, reason: str) -> dict[str, Any] | None:
+    """The SentimentModel once its Ready condition is True with ``reason``."""
+    model = cluster.get("sentimentmodel", NAME, NS)
+    ready = _condition(model, "Ready")
+    return model if (ready.get("status"), ready.get("reason")) == ("True", reason) else None
+
+
 def play_keda(cluster: DevCluster) -> tuple[bool, int]:
     """One pass of KEDA's scale loop for the ScaledObject: (active, replicas it set)."""
     scaled = cluster.get("scaledobject", NAME, NS)
@@ -201,16 +208,7 @@ def test_a_request_at_zero_replicas_gets_503_and_wakes_the_model(
         # Idle: no trigger is active, KEDA takes the Deployment to zero pods.
         assert play_keda(cluster) == (False, 0)
         wait_until(lambda: not cluster.pods(NS, NAME), within=120, what="no pod left")
-        idle = wait_until(
-            lambda: (
-                (m := cluster.get("sentimentmodel", NAME, NS))
-                and _condition(m, "Ready").get("reason") == "ScaledToZero"
-                and m
-            ),
-            within=60,
-            what="Ready=True/ScaledToZero",
-        )
-        assert _condition(idle, "Ready")["status"] == "True"
+        idle = wait_until(lambda: ready_for(cluster, "ScaledToZero"), within=60, what="Ready/ScaledToZero")
         assert _condition(idle, "Available")["reason"] == "ScaledToZero"
         assert _condition(idle, "Autoscaling")["reason"] == "ScaledObjectReady"
 
@@ -238,13 +236,5 @@ def test_a_request_at_zero_replicas_gets_503_and_wakes_the_model(
         waited = time.monotonic() - started
         assert len(answer.json()["predictions"]) == len(TEXTS)
         print(f"[scale-from-zero] first request 503 at zero; first 200 after {waited:.1f}s")
-        ready = wait_until(
-            lambda: (
-                (m := cluster.get("sentimentmodel", NAME, NS))
-                and _condition(m, "Ready").get("reason") == "Ready"
-                and m
-            ),
-            within=60,
-            what="Ready=True with a pod",
-        )
+        ready = wait_until(lambda: ready_for(cluster, "Ready"), within=60, what="Ready with a pod")
         assert ready["status"]["replicasSummary"] == "1/1"

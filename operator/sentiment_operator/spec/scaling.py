@@ -87,7 +87,7 @@ class AutoscalingSpec(_Spec):
                     ".minReplicas",
                 ),
                 _cel(
-                    "!self.enabled || self.minReplicas > 0 || self.metric in ['queueDepth', 'inFlight']",
+                    f"!self.enabled || self.minReplicas > 0 || self.metric in {sorted(LOAD_METRICS)}",
                     "minReplicas 0 needs a load metric (queueDepth or inFlight) scaled by KEDA",
                     ".minReplicas",
                 ),
