@@ -195,3 +195,37 @@ async def test_scale_to_zero_waits_for_keda_and_the_route(cluster: Cluster) -> N
     model = cluster.model(NAME)
     assert model is not None
     assert model["status"]["replicasSummary"] == "0/0"
+
+
+async def test_a_scaled_object_held_by_kedas_finalizer_delays_the_hpa(cluster: Cluster) -> None:
+    """KEDA puts its finalizer on every ScaledObject: deleted, it stays until KEDA has cleaned up. The HPA
+    replacing it waits for it to be gone (the deletion's watch event completes the switch)."""
+    cluster.api.install_keda()
+    await cluster.start_operator()
+    await cluster.create_model(NAME, {**BASE_SPEC, "autoscaling": {"metric": "queueDepth"}})
+    await eventually(lambda: cluster.api.live(SCALED_OBJECT, NAMESPACE, NAME), what="ScaledObject")
+    finalizer = {"metadata": {"finalizers": ["finalizer.keda.sh"]}}  # as KEDA's controller adds it
+    merge = "application/merge-patch+json"
+    await cluster.http("PATCH", f"{SCALED_OBJECTS_API}/{NAME}", finalizer, content_type=merge)
+
+    await cluster.patch_model(NAME, {"spec": {"autoscaling": {"metric": "cpu"}}})
+    switching = await eventually(
+        lambda: condition_is(cluster, "Autoscaling", "False", "AutoscalerSwitching"), what="switching"
+    )
+    assert f"ScaledObject {NAMESPACE}/{NAME}" in switching["message"]
+    terminating = cluster.api.live(SCALED_OBJECT, NAMESPACE, NAME)
+    assert terminating is not None
+    assert terminating["metadata"]["deletionTimestamp"]
+    assert cluster.api.live(HPA, NAMESPACE, NAME) is None, "no HPA while the ScaledObject is still there"
+
+    # KEDA finishes its cleanup and removes its finalizer: the ScaledObject goes, the HPA comes.
+    await cluster.http(
+        "PATCH", f"{SCALED_OBJECTS_API}/{NAME}", {"metadata": {"finalizers": None}}, content_type=merge
+    )
+    hpa = await eventually(lambda: cluster.api.live(HPA, NAMESPACE, NAME), what="the HPA after the switch")
+    assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
+    assert cluster.api.live(SCALED_OBJECT, NAMESPACE, NAME) is None
+    await eventually(
+        lambda: condition_is(cluster, "Autoscaling", "True", "HorizontalPodAutoscalerConfigured"),
+        what="Autoscaling on CPU",
+    )
