@@ -12,8 +12,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Any
+
+from sentiment_devcluster.localserver import LocalServer
 
 from bench.common import free_port
 
@@ -24,7 +25,7 @@ def redis_server_binary() -> str | None:
     return str(beside) if beside.exists() else shutil.which("redis-server")
 
 
-class RedisServer:
+class RedisServer(LocalServer):
     """A real redis-server process on 127.0.0.1 (``.url``, ``.client()``, ``.kill()``, ``.start()``)."""
 
     def __init__(self, workdir: Path, password: str | None = None) -> None:
@@ -35,7 +36,6 @@ class RedisServer:
         self.workdir = workdir
         self.password = password
         self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -75,23 +75,6 @@ class RedisServer:
         self.stop()
         raise RuntimeError(f"redis-server on port {self.port} did not answer PING within {timeout}s")
 
-    def kill(self) -> None:
-        """SIGKILL, like a crashed or evicted Redis pod."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self.process = None
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self.process = None
-
     def restart(self) -> None:
         self.kill()
         self.start()
@@ -110,12 +93,3 @@ class RedisServer:
     def dbsize(self) -> int:
         with contextlib.closing(self.client()) as client:
             return int(client.dbsize())
-
-    def __enter__(self) -> RedisServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

@@ -22,9 +22,9 @@ import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
+from sentiment_devcluster.localserver import LocalServer
 from sentiment_devcluster.nodeagent import die_with_parent
 
 JSON = dict[str, Any]
@@ -49,7 +49,7 @@ def _duration(seconds: float) -> str:
     return f"{int(seconds * 1000)}ms"
 
 
-class Prometheus:
+class Prometheus(LocalServer):
     """One Prometheus server: ``.url``, ``.set_targets()``, ``.query()``, ``.reload()``, ``.stop()``.
 
     ``scrape_interval`` and ``evaluation_interval`` are short (tests and the demo need answers in seconds);
@@ -85,7 +85,6 @@ class Prometheus:
         self.targets_file = workdir / "targets.json"
         self.config_file = workdir / "prometheus.yml"
         self.log_file = workdir / "prometheus.log"
-        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -155,23 +154,6 @@ class Prometheus:
         self.stop()
         raise PrometheusError(f"prometheus on {self.url} was not ready within {timeout}s")
 
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self.process = None
-
-    def kill(self) -> None:
-        """SIGKILL, like a monitoring stack that went away."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self.process = None
-
     def reload(self) -> None:
         """Rewrite the configuration (e.g. new rule files) and ask Prometheus to load it."""
         self.config_file.write_text(json.dumps(self.config(), indent=1))
@@ -214,12 +196,3 @@ class Prometheus:
         answer = self._request("GET", "/api/v1/rules")
         groups: list[JSON] = answer["data"]["groups"]
         return groups
-
-    def __enter__(self) -> Prometheus:
-        self.start()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

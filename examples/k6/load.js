@@ -1,4 +1,4 @@
-// k6 load test reproducing the seed teams' SLA run: ramp 1 -> 10 virtual users, sustained load, 95% of the
+// k6 load test of the usual SLA run of a sentiment service: ramp 1 -> 10 virtual users, sustained load, 95% of the
 // texts repeated (cache hits), thresholds p(99) < 2 s and zero failed requests.
 //
 //   k6 run examples/k6/load.js                                              # http://localhost:8000/project

@@ -114,7 +114,7 @@ def test_every_series_the_dashboard_uses_exists(deploy_server: ServerProcess) ->
             else:
                 assert name in EXTERNAL_SERIES, f"{where}: {name}: not the server's, not a known exporter's"
         used |= names
-    # The seed dashboards' essentials are all there.
+    # The essentials of a sentiment service's dashboard are all there.
     for required in (
         "sentiment_requests_total",
         "sentiment_request_duration_seconds_bucket",

@@ -17,7 +17,7 @@ from deploy_support import ROOT
 from serving import offline_env, processes_under
 
 SCRIPT = ROOT / "examples" / "demo.sh"
-SEED_TEXTS = ["I love you!", "I hate you!", "I am a k8s Cluster!"]
+EXAMPLE_TEXTS = ["I love you!", "I hate you!", "I am a k8s Cluster!"]
 
 
 def run_demo(demo_dir: Path, timeout: float, **env: str) -> subprocess.CompletedProcess[str]:
@@ -70,12 +70,12 @@ def test_demo_runs_the_operator_end_to_end_and_cleans_up(tmp_path: Path) -> None
     assert re.search(r"^lab\s+True\s+2/2\s", table, re.MULTILINE)
     assert re.search(r"^project\s+True\s+1/1\s", table, re.MULTILINE)
 
-    # The seeds' request answered at /project and at /lab through their Services.
+    # The example request answered at /project and at /lab through their Services.
     answers = [json.loads(line) for line in out.splitlines() if line.startswith('{"predictions"')]
     assert len(answers) == 2
     for answer in answers:
         predictions = answer["predictions"]
-        assert len(predictions) == len(SEED_TEXTS)
+        assert len(predictions) == len(EXAMPLE_TEXTS)
         best = [max(scores, key=lambda s: s["score"])["label"] for scores in predictions]
         assert best[:2] == ["POSITIVE", "NEGATIVE"]
     assert "/project/predict" in out
@@ -84,7 +84,7 @@ def test_demo_runs_the_operator_end_to_end_and_cleans_up(tmp_path: Path) -> None
     # The repeat came from the managed Redis.
     hits = re.search(r'^sentiment_cache_hits_total\{backend="redis"\} (\d+)', out, re.MULTILINE)
     assert hits, out[-3000:]
-    assert float(hits.group(1)) >= len(SEED_TEXTS)
+    assert float(hits.group(1)) >= len(EXAMPLE_TEXTS)
 
     # The patch rolled out: the server now reports int8.
     assert 'deployment "project" successfully rolled out' in out

@@ -6,16 +6,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import inspect
 import json
 import os
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import polling
 import pytest
 import redis
 from sentiment_devcluster.cluster import Cluster
@@ -52,17 +51,9 @@ class Running:
         return status
 
 
-async def eventually(check: Callable[[], Any], *, within: float = 60.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + within
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if inspect.isawaitable(last):
-            last = await last
-        if last:
-            return last
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out after {within}s waiting for {what}; last: {last!r}")
+def eventually(check: Callable[[], Any], *, within: float = 60.0, what: str = "condition") -> Any:
+    """``polling.eventually`` with the patience of processes starting (a minute)."""
+    return polling.eventually(check, within=within, interval=0.1, what=what)
 
 
 @pytest.fixture

@@ -6,12 +6,12 @@ from __future__ import annotations
 import http.server
 import json
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from polling import wait_until
 from sentiment_devcluster.prometheus import Prometheus, PrometheusError
 
 METRICS = b'# TYPE demo_requests_total counter\ndemo_requests_total{code="200"} 42\n'
@@ -42,17 +42,6 @@ def exporter() -> Iterator[str]:
         server.server_close()
 
 
-def wait_for(check: Callable[[], Any], *, within: float = 30.0, what: str) -> Any:
-    deadline = time.monotonic() + within
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {within}s waiting for {what}; last value: {last!r}")
-
-
 def test_file_discovered_targets_are_scraped_with_their_labels_and_relabelling(
     tmp_path: Path, exporter: str
 ) -> None:
@@ -60,7 +49,7 @@ def test_file_discovered_targets_are_scraped_with_their_labels_and_relabelling(
     with Prometheus(tmp_path / "prom", relabel_configs=relabel) as prometheus:
         assert prometheus.query("demo_requests_total") == []
         prometheus.set_targets([{"targets": [exporter], "labels": {"model": "m", "__meta_role": "stable"}}])
-        series = wait_for(lambda: prometheus.query("demo_requests_total"), what="the scraped series")
+        series = wait_until(lambda: prometheus.query("demo_requests_total"), what="the scraped series")
         assert len(series) == 1
         labels = series[0]["metric"]
         assert (labels["model"], labels["track"], labels["code"]) == ("m", "stable", "200")
@@ -69,7 +58,7 @@ def test_file_discovered_targets_are_scraped_with_their_labels_and_relabelling(
         assert [t["health"] for t in prometheus.targets()] == ["up"]
         # Targets that go away stop being scraped (the series goes stale).
         prometheus.set_targets([])
-        wait_for(lambda: prometheus.targets() == [], what="the target dropped")
+        wait_until(lambda: prometheus.targets() == [], what="the target dropped")
 
 
 def test_rule_files_are_evaluated_and_reloaded(tmp_path: Path, exporter: str) -> None:
@@ -80,7 +69,7 @@ def test_rule_files_are_evaluated_and_reloaded(tmp_path: Path, exporter: str) ->
         prometheus.set_targets([{"targets": [exporter], "labels": {}}])
         prometheus.rule_files = [rules]
         prometheus.reload()
-        series = wait_for(lambda: prometheus.query("demo:requests"), what="the recorded series")
+        series = wait_until(lambda: prometheus.query("demo:requests"), what="the recorded series")
         assert float(series[0]["value"][1]) == 42.0
         assert [g["name"] for g in prometheus.rules()] == ["g"]
 

@@ -6,25 +6,20 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import polling
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBECTL = Path(sys.executable).parent / "kubectl"
 
 
 def wait_until(check: Callable[[], Any], *, within: float = 180.0, interval: float = 0.2, what: str) -> Any:
-    deadline = time.monotonic() + within
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {within}s waiting for {what}; last: {last!r}")
+    """``polling.wait_until`` with the patience of pods coming up on a busy machine (three minutes)."""
+    return polling.wait_until(check, within=within, interval=interval, what=what)
 
 
 def alive(pid: int) -> bool:

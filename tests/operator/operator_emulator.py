@@ -7,8 +7,6 @@ import asyncio
 import base64
 import contextlib
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +15,7 @@ import aiohttp.web
 import kmock
 import kopf
 import pytest
+from polling import eventually as eventually  # re-exported: the operator tests import it from here
 from sentiment_devcluster.apiserver.server import ApiServer, matcher
 from sentiment_operator.handlers import OperatorConfig, register
 from sentiment_operator.kube import Kube
@@ -34,20 +33,6 @@ def _fast_exit(settings: kopf.OperatorSettings) -> None:
 NAMESPACE = "default"
 SM_PATH = "serving.sentiment.dev/v1alpha1/sentimentmodels"
 SM_API = "/apis/serving.sentiment.dev/v1alpha1"
-
-
-async def eventually(
-    check: Callable[[], Any], *, within: float = 20.0, interval: float = 0.05, what: str = "condition"
-) -> Any:
-    """Poll ``check`` until it returns something truthy; fail after ``within`` seconds (no fixed sleeps)."""
-    deadline = time.monotonic() + within
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        await asyncio.sleep(interval)
-    raise AssertionError(f"timed out after {within}s waiting for {what}; last value: {last!r}")
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Issue 6, cases 8-12: the real operator against kmock's emulated API server with injected faults.
+"""The real operator against kmock's emulated API server with injected faults: a racing writer, API errors and
+client timeouts, broken and expired watches, an operator killed mid-reconcile, semantically invalid specs.
 
 Every test is bounded: polling with deadlines, fixed fault counts, short client timeouts and backoffs.
 """

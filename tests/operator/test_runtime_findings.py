@@ -44,14 +44,19 @@ def live_pod(cluster: Cluster) -> dict[str, Any]:
     return spec
 
 
-OWNER_REF = {
-    "apiVersion": "serving.sentiment.dev/v1alpha1",
-    "kind": "SentimentModel",
-    "name": "demo",
-    "uid": "u-1",
-    "controller": True,
-    "blockOwnerDeletion": True,
-}
+@pytest.fixture
+async def owner_ref(cluster: Cluster) -> dict[str, Any]:
+    """A controller ownerReference to a SentimentModel that exists (the API server's garbage collector deletes
+    a dependent whose owner does not)."""
+    owner = await cluster.create_model("demo", {})
+    return {
+        "apiVersion": "serving.sentiment.dev/v1alpha1",
+        "kind": "SentimentModel",
+        "name": "demo",
+        "uid": owner["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
 
 
 async def test_an_empty_env_value_causes_no_perpetual_write(cluster: Cluster, client: Kube) -> None:
@@ -117,14 +122,16 @@ async def test_fields_other_actors_own_are_left_alone(cluster: Cluster, client: 
     assert live["metadata"]["labels"]["team"] == "ml"
 
 
-async def test_an_object_we_do_not_own_is_never_overwritten(cluster: Cluster, client: Kube) -> None:
+async def test_an_object_we_do_not_own_is_never_overwritten(
+    cluster: Cluster, client: Kube, owner_ref: dict[str, Any]
+) -> None:
     """#3: an existing object with a child's name but no ownerReference to our owner is left alone."""
     theirs = copy.deepcopy(deployment([]))
     theirs["metadata"]["labels"] = {"app": "theirs"}
     theirs["spec"]["template"]["spec"]["containers"][0]["image"] = "theirs:1"
     await client.request("POST", kinds.DEPLOYMENT.collection_path(NAMESPACE), body=theirs)
     ours = deployment([])
-    ours["metadata"]["ownerReferences"] = [OWNER_REF]
+    ours["metadata"]["ownerReferences"] = [owner_ref]
     with pytest.raises(kube.NotOwned, match="Deployment default/demo already exists and belongs to nothing"):
         await client.create_or_update(ours)
     assert live_pod(cluster)["containers"][0]["image"] == "theirs:1"
@@ -159,12 +166,12 @@ async def test_a_users_deployment_in_the_way_is_reported_not_taken_over(cluster:
 
 
 async def test_an_object_replaced_between_the_ownership_check_and_the_apply_is_not_taken_over(
-    cluster: Cluster, client: Kube
+    cluster: Cluster, client: Kube, owner_ref: dict[str, Any]
 ) -> None:
     """The apply carries the resourceVersion the ownership check read: if the object was deleted and
     re-created by someone else in between, the write fails with 409 and the retry sees the new owner."""
     ours = deployment([])
-    ours["metadata"]["ownerReferences"] = [OWNER_REF]
+    ours["metadata"]["ownerReferences"] = [owner_ref]
     await client.create_or_update(ours)
 
     def replace(_: Any) -> None:

@@ -1,4 +1,5 @@
-"""The real operator (kopf + our handlers) against kmock's emulated API server: issue 3's behaviours."""
+"""The real operator (kopf + our handlers) against kmock's emulated API server: create, update, restore,
+prune, status, routing, steady state and deletion."""
 
 from __future__ import annotations
 
