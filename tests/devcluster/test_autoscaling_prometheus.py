@@ -12,14 +12,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
-import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import yaml
+from polling import eventually
 from sentiment_devcluster.prometheus import Prometheus
 from sentiment_operator.builders import build_children
 from sentiment_operator.spec import parse_spec
@@ -80,19 +80,19 @@ async def _load(servers: list[ServerProcess], stop: asyncio.Event) -> int:
     return answered
 
 
-async def _until(check: Callable[[], Any], *, within: float, what: str) -> Any:
-    deadline = time.monotonic() + within
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await asyncio.to_thread(check)
-        if last:
-            return last
-        await asyncio.sleep(0.3)
-    raise AssertionError(f"timed out after {within}s waiting for {what}; last: {last!r}")
-
-
 def _values(result: list[dict[str, Any]]) -> dict[str, float]:
     return {str(item["metric"].get("pod", "")): float(item["value"][1]) for item in result}
+
+
+def _query(prometheus: Prometheus, promql: str) -> Awaitable[list[dict[str, Any]]]:
+    """An instant query off the event loop (the load runs on it meanwhile)."""
+    return asyncio.to_thread(prometheus.query, promql)
+
+
+async def _busy(prometheus: Prometheus, promql: str) -> list[dict[str, Any]]:
+    """The query's samples, if every one of them is above zero (else none)."""
+    result = await _query(prometheus, promql)
+    return result if result and all(float(r["value"][1]) > 0 for r in result) else []
 
 
 @pytest.mark.slow
@@ -121,42 +121,43 @@ async def test_keda_and_adapter_queries_return_the_load_of_real_servers(
                 for server, pod in zip(servers, PODS, strict=True)
             ]
         )
+
         # Idle: the series exist (the adapter's seriesQuery finds them) and say zero.
+        async def every_pod(promql: str) -> set[str]:
+            pods = {item["metric"]["pod"] for item in await _query(prometheus, promql)}
+            return pods if pods == set(PODS) else set()
+
         for rule in rules.values():
-            found = await _until(
-                lambda r=rule: prometheus.query(r["seriesQuery"]), within=60, what="the adapter's series"
+            found = await eventually(
+                lambda r=rule: every_pod(r["seriesQuery"]),
+                within=60,
+                what="the adapter's series of both pods",
             )
-            assert {item["metric"]["pod"] for item in found} == set(PODS)
-        idle = await _until(lambda: prometheus.query(flight_keda), within=30, what="the in-flight sum")
+            assert found == set(PODS)
+        idle = await eventually(lambda: _query(prometheus, flight_keda), within=30, what="the in-flight sum")
         assert float(idle[0]["value"][1]) == 0.0
 
         stop = asyncio.Event()
         load = asyncio.create_task(_load(servers, stop))
         try:
             # KEDA's trigger queries: one sample, the gauge summed over the Service's pods.
-            flight = await _until(
-                lambda: [r for r in prometheus.query(flight_keda) if float(r["value"][1]) > 0],
-                within=60,
-                what="requests in flight under load",
+            flight = await eventually(
+                lambda: _busy(prometheus, flight_keda), within=60, what="requests in flight under load"
             )
             assert len(flight) == 1
             assert 0 < float(flight[0]["value"][1]) <= CLIENTS
-            queued = await _until(
-                lambda: [r for r in prometheus.query(queue_keda) if float(r["value"][1]) > 0],
-                within=60,
-                what="texts queued under load",
+            queued = await eventually(
+                lambda: _busy(prometheus, queue_keda), within=60, what="texts queued under load"
             )
             assert len(queued) == 1
             assert 0 < float(queued[0]["value"][1]) <= CLIENTS * TEXTS_PER_REQUEST
             # The adapter rules as the adapter runs them for the HPA: one value per pod, busy pods above 0.
             for name, rule in rules.items():
                 query = adapter_query(rule, NAMESPACE, PODS)
-                per_pod = await _until(
-                    lambda q=query: (
-                        (v := _values(prometheus.query(q))) and all(x > 0 for x in v.values()) and v
-                    ),
-                    within=60,
-                    what=f"{name} per pod under load",
+                per_pod = _values(
+                    await eventually(
+                        lambda q=query: _busy(prometheus, q), within=60, what=f"{name} per pod under load"
+                    )
                 )
                 assert set(per_pod) == set(PODS)
         finally:
