@@ -153,8 +153,9 @@ def capacity_table(doc: dict[str, Any]) -> dict[str, Any]:
         for label, open_loop in servers.items():
             capacity = open_loop[slo.key]["capacity_rps"]
             row: dict[str, Any] = {"capacity_rps": capacity}
-            if base and label != "pipeline":
-                row["ratio_vs_pipeline"] = round(capacity / base, 2)
+            if label != "pipeline" and "pipeline" in servers:
+                # None when the pipeline server held no probed rate (below where the search starts).
+                row["ratio_vs_pipeline"] = round(capacity / base, 2) if base else None
             precision = doc["servers"][label].get("precision", "none")
             ceiling = doc.get("ceiling", {}).get(precision) if label != "pipeline" else None
             if slo.cache_rate == 0 and ceiling and ceiling.get("texts_per_s"):

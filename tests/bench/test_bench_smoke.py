@@ -78,7 +78,8 @@ def test_server_facts_ceiling_and_targets_are_reported(smoke: dict[str, Any]) ->
     assert smoke["machine"]["cpu_model"]
     targets = {t["target"]: t for t in smoke["targets"]}
     assert "(a) throughput ours-none/pipeline >= 3.5" in targets
-    assert all(t["met"] in (True, False) for t in targets.values()), targets
+    # Every target is judged where it has a value; only a value the run could not measure leaves it open.
+    assert all((t["met"] is None) == (t["value"] is None) for t in targets.values()), targets
 
 
 def test_open_loop_capacity_is_searched_for_both_servers(smoke: dict[str, Any]) -> None:
@@ -86,7 +87,10 @@ def test_open_loop_capacity_is_searched_for_both_servers(smoke: dict[str, Any]) 
     assert set(capacity) == {"uncached", "cached95", "sla"}
     for key in ("uncached", "cached95"):
         assert set(capacity[key]["servers"]) == set(SERVERS), capacity[key]
-    assert "ratio_vs_pipeline" in capacity["uncached"]["servers"]["ours-none"]
+    # A ratio where the pipeline server held a rate; None where it held none (e.g. on a busy machine).
+    pipeline = capacity["uncached"]["servers"]["pipeline"]["capacity_rps"]
+    ratio = capacity["uncached"]["servers"]["ours-none"]["ratio_vs_pipeline"]
+    assert (ratio is None) == (pipeline == 0), capacity["uncached"]
     for label in SERVERS:
         open_loop = smoke["servers"][label]["open_loop"]
         for key in ("uncached", "cached95"):
