@@ -1,23 +1,14 @@
-"""Istio objects validated against Istio's own CRD schemas, as packaged on PyPI (cloudcoil-models-istio:
-pydantic models generated from Istio's CRDs, pinned in requirements/dev.txt). Imported by name: tests/ is on
-sys.path through its conftest.
-
-The models reject a wrong type and a missing required field, but like any pydantic model with the default
-``extra="ignore"`` they drop an unknown field without a word, and in lax mode they coerce ``"90"`` to ``90``.
-Either would hide a bug from us: the API server prunes fields a structural schema does not know, so a
-misspelled route would silently not exist. ``validate`` closes both holes by also requiring the round trip
-through the model (``model_dump(by_alias=True, exclude_unset=True)``) to give back the input unchanged, and
-reports every path that was dropped or rewritten.
-"""
+"""Istio objects validated against Istio's own CRD schemas, as packaged on PyPI (cloudcoil-models-istio),
+strictly: unknown fields and coerced values are refused too (tests/crd_models.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import pydantic
+import crd_models
 from cloudcoil.models.istio.networking import v1
 
-MODELS: dict[tuple[str, str], type[pydantic.BaseModel]] = {
+MODELS: crd_models.Models = {
     ("networking.istio.io/v1", "VirtualService"): v1.VirtualService,
     ("networking.istio.io/v1", "Gateway"): v1.Gateway,
 }
@@ -27,34 +18,6 @@ class IstioSchemaError(ValueError):
     """The object is not what Istio's CRD schema accepts unchanged."""
 
 
-def _differences(sent: Any, kept: Any, path: str) -> list[str]:
-    if isinstance(sent, dict) and isinstance(kept, dict):
-        out = [f"{path}.{key}: unknown field (the schema drops it)" for key in sent if key not in kept]
-        for key in sent.keys() & kept.keys():
-            out += _differences(sent[key], kept[key], f"{path}.{key}")
-        return out
-    if isinstance(sent, list) and isinstance(kept, list) and len(sent) == len(kept):
-        return [
-            d
-            for i, (a, b) in enumerate(zip(sent, kept, strict=True))
-            for d in _differences(a, b, f"{path}[{i}]")
-        ]
-    if sent != kept or type(sent) is not type(kept):
-        return [f"{path}: {sent!r} is read as {kept!r}"]
-    return []
-
-
 def validate(obj: dict[str, Any]) -> None:
     """Raise IstioSchemaError unless ``obj`` is valid for its kind's Istio schema and survives it intact."""
-    key = (obj.get("apiVersion", ""), obj.get("kind", ""))
-    model = MODELS.get(key)
-    if model is None:
-        raise IstioSchemaError(f"no Istio schema for {key[0]} {key[1]} (known: {sorted(MODELS)})")
-    try:
-        parsed = model.model_validate(obj)
-    except pydantic.ValidationError as exc:
-        raise IstioSchemaError(str(exc)) from exc
-    kept = parsed.model_dump(mode="json", by_alias=True, exclude_unset=True)
-    problems = _differences(obj, kept, key[1])
-    if problems:
-        raise IstioSchemaError("; ".join(problems))
+    crd_models.validate(MODELS, obj, IstioSchemaError, "Istio")

@@ -2,9 +2,10 @@
 
 The two packages never import each other (an import-linter contract); both import this one, which imports
 neither. It holds the server settings the operator renders into a pod: each one's environment variable,
-default and bounds, and the rule that derives the batch token budget. The server's ``Settings`` and the
-operator's spec take their defaults and bounds from here; the spec may only narrow a bound (``narrowed``
-refuses to widen one), so a spec the API server accepts never renders a value the server refuses at start.
+default and bounds, the rule that derives the batch token budget, and the names of the gauges the operator's
+load-based autoscaling queries. The server's ``Settings`` and the operator's spec take their defaults and
+bounds from here; the spec may only narrow a bound (``narrowed`` refuses to widen one), so a spec the API
+server accepts never renders a value the server refuses at start.
 """
 
 from __future__ import annotations
@@ -81,3 +82,9 @@ def batch_token_budget(max_batch_tokens: int | None, max_length: int) -> int:
     if max_batch_tokens is not None:
         return max_batch_tokens
     return max(DEFAULT_BATCH_TOKENS, max_length)
+
+
+# Per-pod gauges the server exports and the operator's load-based autoscaling queries (KEDA's Prometheus
+# trigger, or an HPA Pods metric served by prometheus-adapter): renaming one on either side breaks scaling.
+QUEUE_DEPTH_METRIC: Final = "sentiment_queue_depth"  # texts waiting for, or inside, the model
+IN_FLIGHT_METRIC: Final = "sentiment_requests_in_flight"  # predict requests received and not yet answered

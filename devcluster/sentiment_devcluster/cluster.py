@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,12 @@ from sentiment_devcluster.proxy import ProxyThread
 log = logging.getLogger("sentiment_devcluster")
 
 NAMESPACES = ("default", "kube-system", "kube-public")
+# Custom resources the cluster can serve on request (``up --serve NAME``): their objects are stored and
+# admitted (KEDA's webhook rule included), but no Istio or KEDA controller acts on them.
+SERVABLE: dict[str, Callable[[ClusterApiServer], None]] = {
+    "istio": lambda api: api.install_istio(),
+    "keda": lambda api: api.install_keda(),
+}
 
 
 def kubeconfig(url: str) -> str:
@@ -61,6 +68,8 @@ class Cluster:
     operator_args: tuple[str, ...] = ()
     poll: float = 0.5
     announce: bool = True
+    # Custom resource kinds served besides the built-in ones (``SERVABLE``); nothing acts on them.
+    serve: tuple[str, ...] = ()
     api: ClusterApiServer = field(init=False)
     url: str = ""
     agent: NodeAgent = field(init=False)
@@ -85,6 +94,8 @@ class Cluster:
         self.api = ClusterApiServer.for_project()
         async with self.api, kmock.Server(self.api, port=self.port or None) as server:
             self.api.register()
+            for extra in self.serve:
+                SERVABLE[extra](self.api)
             for namespace in NAMESPACES:
                 meta = {"name": namespace, "labels": {"kubernetes.io/metadata.name": namespace}}
                 self.api.objects["v1/namespaces", None, namespace] = {
@@ -198,6 +209,13 @@ def main(argv: list[str] | None = None) -> int:
         "--operator-arg", action="append", default=[], help="extra sentiment-operator run argument"
     )
     up.add_argument("--poll", type=float, default=0.5, help="seconds between node agent passes")
+    up.add_argument(
+        "--serve",
+        action="append",
+        default=[],
+        choices=sorted(SERVABLE),
+        help="also serve this project's custom resources (stored and admitted; no controller acts on them)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[devcluster] %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
@@ -208,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         operator=not args.no_operator,
         operator_args=tuple(args.operator_arg),
         poll=args.poll,
+        serve=tuple(args.serve),
     )
 
     async def run() -> None:

@@ -173,6 +173,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+# The routes that classify texts (the load an autoscaler follows), by route name.
+PREDICT_ROUTES = (("/predict", "predict"), ("/bulk-predict", "bulk_predict"))
+PREDICT_ROUTE_NAMES = frozenset(name for _, name in PREDICT_ROUTES)
+
+
 def build_router(prefix: str) -> APIRouter:
     router = APIRouter()
 
@@ -188,7 +193,7 @@ def build_router(prefix: str) -> APIRouter:
         labels = predictor.info.labels
         return _json({"predictions": [format_prediction(labels, s) for s in scores]})
 
-    for path, name in (("/predict", "predict"), ("/bulk-predict", "bulk_predict")):
+    for path, name in PREDICT_ROUTES:
         router.add_api_route(
             prefix + path,
             predict,

@@ -17,7 +17,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sentiment_inference import __version__
-from sentiment_inference.api import build_router
+from sentiment_inference.api import PREDICT_ROUTE_NAMES, build_router
 from sentiment_inference.backend import Backend, TorchBackend
 from sentiment_inference.batching import BatchLimits
 from sentiment_inference.cache import Cache, make_cache
@@ -31,15 +31,20 @@ log = logging.getLogger(__name__)
 
 
 class MetricsMiddleware:
-    """Counts every HTTP request by route, method and status and observes its latency.
+    """Counts every HTTP request by route, method and status, observes its latency, and keeps the gauge of
+    predict requests in flight (from the first byte of the request to the last of the answer).
 
     ``routes`` are the app's own paths, each its own label; any other path is counted as "other".
+    ``load_routes`` are the predict paths: only they are load (probes and scrapes are not).
     """
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, routes: frozenset[str]) -> None:
+    def __init__(
+        self, app: ASGIApp, metrics: Metrics, routes: frozenset[str], load_routes: frozenset[str]
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.routes = routes
+        self.load_routes = load_routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -56,9 +61,14 @@ class MetricsMiddleware:
                 status = message["status"]
             await send(message)
 
+        load = path in self.load_routes
+        if load:
+            self.metrics.in_flight.inc()
         try:
             await self.app(scope, receive, send_with_status)
         finally:
+            if load:
+                self.metrics.in_flight.dec()
             self.metrics.requests.labels(route, scope["method"], str(status)).inc()
             self.metrics.request_seconds.labels(route).observe(time.perf_counter() - started)
 
@@ -126,5 +136,8 @@ def create_app(
     install_error_handlers(app, settings.retry_after_seconds)
     # FastAPI's own routes (/docs, /openapi.json) and ours: the metrics label each by its path.
     routes = frozenset(r.path for r in (*app.routes, *router.routes) if isinstance(r, Route))
-    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=routes)
+    load_routes = frozenset(
+        r.path for r in router.routes if isinstance(r, Route) and r.name in PREDICT_ROUTE_NAMES
+    )
+    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=routes, load_routes=load_routes)
     return app

@@ -10,6 +10,7 @@ Exposed at GET /metrics:
 - ``sentiment_batch_size``: texts per model batch (histogram).
 - ``sentiment_batch_tokens``: padded tokens per model batch (histogram).
 - ``sentiment_queue_depth``: texts waiting for or inside the model worker.
+- ``sentiment_requests_in_flight``: predict requests received and not answered yet.
 - ``sentiment_model_seconds``: forward-pass time per batch (histogram).
 - ``sentiment_overloaded_total``: requests refused with 429 because the queue was full.
 - ``sentiment_dropped_texts_total``: queued texts dropped because their client went away.
@@ -19,6 +20,7 @@ Exposed at GET /metrics:
 
 from __future__ import annotations
 
+import sentiment_contract as C
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 # The *_created series double the exposition size and nobody graphs them.
@@ -33,7 +35,8 @@ METRIC_NAMES = (
     "sentiment_cache_errors_total",
     "sentiment_batch_size",
     "sentiment_batch_tokens",
-    "sentiment_queue_depth",
+    C.QUEUE_DEPTH_METRIC,
+    C.IN_FLIGHT_METRIC,
     "sentiment_model_seconds",
     "sentiment_overloaded_total",
     "sentiment_dropped_texts_total",
@@ -79,7 +82,11 @@ class Metrics:
         self.batch_tokens = Histogram(
             "sentiment_batch_tokens", "Padded tokens per model batch", buckets=_TOKEN_BUCKETS, registry=r
         )
-        self.queue_depth = Gauge("sentiment_queue_depth", "Texts waiting for or inside the model", registry=r)
+        # The two load signals the operator can autoscale on (their names are shared with it).
+        self.queue_depth = Gauge(C.QUEUE_DEPTH_METRIC, "Texts waiting for or inside the model", registry=r)
+        self.in_flight = Gauge(
+            C.IN_FLIGHT_METRIC, "Predict requests received and not answered yet", registry=r
+        )
         self.model_seconds = Histogram(
             "sentiment_model_seconds", "Forward-pass time per batch", buckets=_LATENCY_BUCKETS, registry=r
         )

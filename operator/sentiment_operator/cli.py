@@ -36,8 +36,12 @@ def _documents(path: str) -> Iterator[tuple[int, Any]]:
             yield index, doc
 
 
-def render_documents(paths: Sequence[str], default_namespace: str = "default") -> list[dict[str, Any]]:
-    """Every object the operator would create for the SentimentModels in ``paths``, in apply order."""
+def render_documents(
+    paths: Sequence[str], default_namespace: str = "default", *, keda: bool | None = None
+) -> list[dict[str, Any]]:
+    """Every object the operator would create for the SentimentModels in ``paths``, in apply order, on a
+    cluster that serves Istio's VirtualService and (``keda``) KEDA's ScaledObject; None: KEDA only for the
+    models that cannot run without it (scale to zero)."""
     objects: list[dict[str, Any]] = []
     for path in paths:
         for index, doc in _documents(path):
@@ -57,11 +61,13 @@ def render_documents(paths: Sequence[str], default_namespace: str = "default") -
             namespace = metadata.get("namespace") or default_namespace
             try:
                 spec = parse_spec(name, doc.get("spec"))
+                with_keda = spec.autoscaling.scales_to_zero if keda is None else keda
+                children = build_children(name, namespace, spec, keda=with_keda)
             except InvalidSpecError as exc:
                 raise RenderError(
                     f"{path}: SentimentModel {namespace}/{name}: {exc.field}: {exc.message}"
                 ) from None
-            objects += build_children(name, namespace, spec).objects()
+            objects += children.objects()
     return objects
 
 
@@ -81,7 +87,7 @@ def dump(objects: Sequence[dict[str, Any]], stream: TextIO) -> None:
 
 def _render(args: argparse.Namespace) -> int:
     try:
-        objects = render_documents(args.filename, args.namespace)
+        objects = render_documents(args.filename, args.namespace, keda=args.keda or None)
     except RenderError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
@@ -130,6 +136,12 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     )
     render.add_argument(
         "-n", "--namespace", default="default", help="namespace for objects without metadata.namespace"
+    )
+    render.add_argument(
+        "--keda",
+        action="store_true",
+        help="as on a cluster with KEDA: load metrics (queueDepth, inFlight) become a ScaledObject instead "
+        "of an HPA Pods metric (without it, only models with minReplicas 0 are rendered for KEDA)",
     )
     render.set_defaults(handler=_render)
 

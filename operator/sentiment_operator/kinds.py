@@ -90,6 +90,14 @@ VIRTUAL_SERVICE: Final = Kind("networking.istio.io/v1", "VirtualService", "virtu
 # only, with the same fields. A Gateway is only referenced (the HTTPRoute's parentRefs), never written.
 HTTP_ROUTE: Final = Kind("gateway.networking.k8s.io/v1", "HTTPRoute", "httproutes")
 GATEWAY: Final = Kind("gateway.networking.k8s.io/v1", "Gateway", "gateways")
+# KEDA's; rendered instead of the HPA for the load metrics where the cluster serves it.
+SCALED_OBJECT: Final = Kind("keda.sh/v1alpha1", "ScaledObject", "scaledobjects")
+# One Deployment has one autoscaler: switching deletes the other kind's first (KEDA's admission webhook
+# refuses a ScaledObject whose Deployment already has an HPA).
+AUTOSCALER_KINDS: Final = (HORIZONTAL_POD_AUTOSCALER, SCALED_OBJECT)
+# The custom metrics API (served by a metrics adapter such as prometheus-adapter): an HPA Pods metric needs
+# its discovery to list ``pods/<metric>``. Newest first; the HPA controller uses either.
+CUSTOM_METRICS_VERSIONS: Final = ("custom.metrics.k8s.io/v1beta2", "custom.metrics.k8s.io/v1beta1")
 
 EVENT: Final = Kind("v1", "Event", "events")
 SENTIMENT_MODEL: Final = Kind(API_VERSION, KIND, PLURAL)
@@ -102,9 +110,15 @@ CHILD_KINDS: tuple[ChildKind, ...] = (
     ChildKind(DEPLOYMENT),
     ChildKind(POD_DISRUPTION_BUDGET),
     ChildKind(HORIZONTAL_POD_AUTOSCALER),
+    ChildKind(SCALED_OBJECT),
     ChildKind(VIRTUAL_SERVICE, older_versions=("networking.istio.io/v1beta1",)),
     ChildKind(HTTP_ROUTE, older_versions=("gateway.networking.k8s.io/v1beta1",)),
 )
+
+
+def pods_metric(metric: str) -> tuple[Kind, ...]:
+    """The custom metrics API resource ``pods/<metric>`` under each version, for a discovery check."""
+    return tuple(Kind(version, "MetricValueList", f"pods/{metric}") for version in CUSTOM_METRICS_VERSIONS)
 
 
 def child_kind(kind_name: str) -> ChildKind:

@@ -36,6 +36,8 @@ LABEL_NAMESPACE_NAME: Final = "kubernetes.io/metadata.name"
 
 ANNOTATION_CONFIG_HASH: Final = f"{GROUP}/config-hash"
 ANNOTATION_REDIS_AUTH_VERSION: Final = f"{GROUP}/redis-auth-version"
+# KEDA: labels of a ScaledObject that KEDA must not copy onto the HPA it creates for it.
+ANNOTATION_KEDA_HPA_EXCLUDED_LABELS: Final = "scaledobject.keda.sh/hpa-excluded-labels"
 
 # Server-side label selector of the child watches and of pruning's lists: ours, naming their SentimentModel.
 CHILD_SELECTOR: Final = f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_INSTANCE}"

@@ -8,6 +8,7 @@ it is tested with a fake or an emulated API server alone.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ logger = logging.getLogger(__name__)
 ROUTE_KIND_NAMES: Final = frozenset(kind.kind for kind in builders.ROUTE_KINDS.values())
 # Route kind -> the apiVersion the cluster serves it as (API discovery); a kind not served is absent.
 RouteVersions = Mapping[str, str]
+AUTOSCALER_KIND_NAMES: Final = frozenset(kind.kind for kind in kinds.AUTOSCALER_KINDS)
 
 
 @dataclass
@@ -107,15 +109,16 @@ class Reconciler:
         previous: Mapping[str, Any] = body.get("status") or {}
         result = Result(owner=body)
 
+        # One discovery per reconcile: the route's provider, its apply and the prune use the same answer.
+        route_versions: RouteVersions = {}
+        keda = False
         try:
             spec = parse_spec(name, body.get("spec"))
+            route_versions = await self._route_versions()
+            keda = await self._serves_keda(spec)
+            builders.check_cluster(spec, served=_providers(route_versions), keda=keda)
         except InvalidSpecError as error:
-            result.invalid = error
-            new_status = status.invalid_status(
-                error=error, generation=generation, previous=previous, now=self.clock()
-            )
-            result.events += events.invalid_spec_events(previous, f"{error.field}: {error.message}")
-            await self._write_status(namespace, name, previous, new_status, result)
+            await self._invalid(result, error, generation, previous)
             return result
 
         # The managed Redis password Secret comes first: the pod templates carry its uid.
@@ -124,8 +127,6 @@ class Reconciler:
         if secret is not None:
             outcome, auth_version = await self.kube.ensure_secret(secret, builders.redis_auth_data)
             result.applied[describe(secret)] = outcome
-        # One discovery per reconcile: the route's provider, its apply and the prune use the same answer.
-        route_versions = await self._route_versions()
         children = builders.build_children(
             name,
             namespace,
@@ -134,11 +135,17 @@ class Reconciler:
             redis_auth_version=auth_version,
             cluster_domain=self.cluster_domain,
             served=_providers(route_versions),
+            keda=keda,
         )
+
+        # One autoscaler per Deployment: the kind no longer wanted goes before its replacement is applied.
+        leaving = await self._clear_autoscalers(namespace, name, uid, children, result)
         live: dict[tuple[str, str], JSONObj] = {}  # (kind, name) -> the child as the API server returned it
         for desired in children.objects():
             if desired["kind"] == "Secret":
                 continue  # handled above; never patched
+            if leaving is not None and desired["kind"] in AUTOSCALER_KIND_NAMES:
+                continue  # the other kind is still being deleted; its deletion event reconciles again
             if desired["kind"] in ROUTE_KIND_NAMES:
                 desired = _served_as(desired, route_versions)
             try:
@@ -162,9 +169,23 @@ class Reconciler:
         await self._prune(namespace, name, uid, children, result, route_versions)
 
         # Status from what the writes returned; an object we did not write (someone else's) is read.
-        observed = await self._observe(namespace, name, spec, children, route_versions, live)
+        observed = await self._observe(namespace, name, spec, children, route_versions, live, keda=keda)
+        if leaving is not None:
+            observed = dataclasses.replace(observed, autoscaler_leaving=leaving)
         await self._report(result, spec, generation, observed)
         return result
+
+    async def _invalid(
+        self, result: Result, error: InvalidSpecError, generation: int | None, previous: Mapping[str, Any]
+    ) -> None:
+        """Report a spec that cannot be carried out: Ready=False/InvalidSpec, one Warning Event."""
+        meta = result.owner.get("metadata", {})
+        result.invalid = error
+        new_status = status.invalid_status(
+            error=error, generation=generation, previous=previous, now=self.clock()
+        )
+        result.events += events.invalid_spec_events(previous, f"{error.field}: {error.message}")
+        await self._write_status(str(meta["namespace"]), str(meta["name"]), previous, new_status, result)
 
     async def refresh_status(
         self, namespace: str, name: str, *, unless: Callable[[], bool] | None = None
@@ -191,19 +212,21 @@ class Reconciler:
                 return await self._reconcile(body)
             try:
                 spec = parse_spec(name, body.get("spec"))
+                route_versions = await self._route_versions() if spec.routing.enabled else {}
+                keda = await self._serves_keda(spec)
+                children = builders.build_children(
+                    name,
+                    namespace,
+                    spec,
+                    uid=meta.get("uid"),
+                    cluster_domain=self.cluster_domain,
+                    served=_providers(route_versions),
+                    keda=keda,
+                )
             except InvalidSpecError:
                 return await self._reconcile(body)
-            route_versions = await self._route_versions() if spec.routing.enabled else {}
-            children = builders.build_children(
-                name,
-                namespace,
-                spec,
-                uid=meta.get("uid"),
-                cluster_domain=self.cluster_domain,
-                served=_providers(route_versions),
-            )
             result = Result(owner=body)
-            observed = await self._observe(namespace, name, spec, children, route_versions, {})
+            observed = await self._observe(namespace, name, spec, children, route_versions, {}, keda=keda)
             await self._report(result, spec, meta.get("generation"), observed)
             return result
 
@@ -241,8 +264,11 @@ class Reconciler:
         children: builders.Children,
         route_versions: RouteVersions,
         live: Mapping[tuple[str, str], JSONObj],
+        *,
+        keda: bool,
     ) -> status.Observed:
-        """The children status is computed from: taken from ``live`` (kind, name) where given, else read."""
+        """The children status is computed from: taken from ``live`` (kind, name) where given, else read;
+        for an HPA on a load metric, whether the custom metrics API serves that metric (discovery)."""
 
         async def child(wanted: JSONObj | None) -> JSONObj | None:
             if wanted is None:
@@ -256,15 +282,56 @@ class Reconciler:
         routing: status.RoutingState = "disabled"
         if spec.routing.enabled:
             routing = "not-served" if route is None else "applied"
+        metric_served: bool | None = None
+        if children.hpa is not None and spec.autoscaling.load_metric:
+            metric_served = False
+            for kind in kinds.pods_metric(spec.autoscaling.load_series):
+                metric_served = metric_served or await self.kube.serves(kind)
         return status.Observed(
             inference=await child(children.deployment),
             canary=await child(children.canary_deployment),
             redis=await child(children.redis_deployment),
             hpa=await child(children.hpa),
+            scaled_object=await child(children.scaled_object),
+            keda=keda,
             routing=routing,
             routing_provider=children.routing_provider,
             route=None if route is None else _ours(await child(_served_as(route, route_versions)), route),
+            metric_served=metric_served,
         )
+
+    async def _serves_keda(self, spec: SentimentModelSpec) -> bool:
+        """Whether KEDA's ScaledObject is served (discovery), asked only when the spec scales on load."""
+        if not (spec.autoscaling.enabled and spec.autoscaling.load_metric):
+            return False
+        return await self.kube.serves(kinds.SCALED_OBJECT)
+
+    async def _clear_autoscalers(
+        self, namespace: str, name: str, uid: str | None, children: builders.Children, result: Result
+    ) -> str | None:
+        """Delete our autoscalers (HPA, ScaledObject) the spec no longer wants, before the wanted one is
+        applied: KEDA's admission webhook refuses a ScaledObject whose Deployment has an HPA, and two
+        autoscalers would fight over one Deployment. Returns the first one still there after its deletion
+        (a finalizer, e.g. KEDA's, holds it): the wanted one must wait until it is gone."""
+        wanted = children.keys()
+        leaving: str | None = None
+        for kind in kinds.AUTOSCALER_KINDS:
+            try:
+                candidates = await self.kube.list(kind, namespace, names.instance_selector(name))
+            except KindMissing:
+                continue  # the kind is not served: nothing of it can exist
+            for obj in candidates:
+                meta = obj.get("metadata", {})
+                obj_name = str(meta.get("name"))
+                if (kind.api_version, kind.kind, obj_name) in wanted or not is_owned_by(obj, uid):
+                    continue
+                what = f"{kind.kind} {namespace}/{obj_name}"
+                if not meta.get("deletionTimestamp") and await self.kube.delete(kind, namespace, obj_name):
+                    logger.info("Deleted %s", what)
+                    result.deleted.append(what)
+                if leaving is None and await self.kube.get(kind, namespace, obj_name) is not None:
+                    leaving = what
+        return leaving
 
     async def _route_versions(self) -> RouteVersions:
         """For each route kind the cluster serves (discovery), the newest apiVersion it serves it as."""
@@ -295,6 +362,8 @@ class Reconciler:
         for child in kinds.CHILD_KINDS:
             kind = child.kind
             api_version, kind_name = kind.api_version, kind.kind
+            if kind in kinds.AUTOSCALER_KINDS:
+                continue  # cleared before the apply (_clear_autoscalers)
             candidates: list[JSONObj] = []
             if not child.watched:
                 for obj_name in (named(name) for named in child.named):

@@ -60,6 +60,11 @@ class Reason(StrEnum):
     HPA_NOT_FOUND = "HPANotFound"
     SCALING_INACTIVE = "ScalingInactive"
     HPA_CONFIGURED = "HorizontalPodAutoscalerConfigured"
+    METRIC_NOT_SERVED = "MetricNotServed"
+    SCALED_OBJECT_NOT_FOUND = "ScaledObjectNotFound"
+    SCALED_OBJECT_NOT_READY = "ScaledObjectNotReady"
+    SCALED_OBJECT_READY = "ScaledObjectReady"
+    AUTOSCALER_SWITCHING = "AutoscalerSwitching"
     ISTIO_NOT_INSTALLED = "IstioNotInstalled"
     GATEWAY_API_NOT_INSTALLED = "GatewayAPINotInstalled"
     ISTIO_AND_GATEWAY_API_NOT_INSTALLED = "IstioAndGatewayAPINotInstalled"
@@ -104,9 +109,15 @@ class Observed:
     canary: Mapping[str, Any] | None = None  # Deployment <name>-canary
     redis: Mapping[str, Any] | None = None  # Deployment <name>-redis
     hpa: Mapping[str, Any] | None = None  # HorizontalPodAutoscaler <name>
+    scaled_object: Mapping[str, Any] | None = None  # KEDA's ScaledObject <name>
+    keda: bool = False  # the cluster serves KEDA's ScaledObject (load metrics are scaled by KEDA)
     routing: RoutingState = "disabled"
     routing_provider: RoutingProvider | None = None  # whose route was written
     route: Mapping[str, Any] | None = None  # the route <name> (an HTTPRoute's status: its gateways' verdict)
+    # Whether the custom metrics API serves the load metric of an HPA Pods metric (None: not asked).
+    metric_served: bool | None = None
+    # The other kind of autoscaler, deleted and still there (finalizers): the new one waits for it.
+    autoscaler_leaving: str | None = None
 
 
 @dataclass(frozen=True)
@@ -243,6 +254,19 @@ def cache_condition(
     )
 
 
+def _scaling_target(spec: SentimentModelSpec) -> str:
+    """What the autoscaler aims at, in words: "70% CPU", "32 queued texts per pod (sentiment_queue_depth)"."""
+    auto = spec.autoscaling
+    if auto.metric == "queueDepth":
+        return f"{auto.target_queue_depth} queued texts per pod ({auto.load_series})"
+    if auto.metric == "inFlight":
+        return f"{auto.target_in_flight} requests in flight per pod ({auto.load_series})"
+    if auto.metric == "memory":
+        return f"{auto.memory_target}% memory"
+    memory = f", {auto.memory_target}% memory" if auto.memory_target is not None else ""
+    return f"{auto.target_cpu_utilization_percentage}% CPU{memory}"
+
+
 def autoscaling_condition(
     spec: SentimentModelSpec, observed: Observed, name: str, generation: int | None
 ) -> JSONObj:
@@ -255,12 +279,35 @@ def autoscaling_condition(
             f"autoscaling disabled; {spec.replicas} fixed replicas",
             generation,
         )
+    bounds = f"{auto.min_replicas}-{auto.max_replicas} replicas at {_scaling_target(spec)}"
+    if observed.autoscaler_leaving is not None:
+        return _condition(
+            Condition.AUTOSCALING,
+            False,
+            Reason.AUTOSCALER_SWITCHING,
+            f"waiting for {observed.autoscaler_leaving} to be deleted before its replacement is created "
+            "(one autoscaler per Deployment)",
+            generation,
+        )
+    if observed.keda and auto.load_metric:
+        return _scaled_object_condition(observed.scaled_object, name, bounds, generation)
     if observed.hpa is None:
         return _condition(
             Condition.AUTOSCALING,
             False,
             Reason.HPA_NOT_FOUND,
             f"HorizontalPodAutoscaler {name} not found",
+            generation,
+        )
+    if auto.load_metric and observed.metric_served is False:
+        series = auto.load_series
+        return _condition(
+            Condition.AUTOSCALING,
+            False,
+            Reason.METRIC_NOT_SERVED,
+            f"HorizontalPodAutoscaler {name} scales on the Pods metric {series}, which the custom metrics "
+            f"API (custom.metrics.k8s.io) does not serve: install a metrics adapter that serves it (e.g. "
+            "prometheus-adapter with the rule in examples/autoscaling/prometheus-adapter.yaml), or KEDA",
             generation,
         )
     scaling = _live_condition(observed.hpa, "ScalingActive")
@@ -270,10 +317,35 @@ def autoscaling_condition(
         return _condition(
             Condition.AUTOSCALING, False, reason, str(scaling.get("message") or reason), generation
         )
-    message = (
-        f"{auto.min_replicas}-{auto.max_replicas} replicas at {auto.target_cpu_utilization_percentage}% CPU"
+    return _condition(Condition.AUTOSCALING, True, Reason.HPA_CONFIGURED, bounds, generation)
+
+
+def _scaled_object_condition(
+    scaled_object: Mapping[str, Any] | None, name: str, bounds: str, generation: int | None
+) -> JSONObj:
+    """Autoscaling by KEDA: what KEDA reports in the ScaledObject's Ready condition (and Active)."""
+    if scaled_object is None:
+        return _condition(
+            Condition.AUTOSCALING,
+            False,
+            Reason.SCALED_OBJECT_NOT_FOUND,
+            f"ScaledObject {name} not found",
+            generation,
+        )
+    ready = _live_condition(scaled_object, "Ready")
+    if ready is None or ready.get("status") != "True":
+        reason = str((ready or {}).get("reason") or Reason.SCALED_OBJECT_NOT_READY)
+        message = str((ready or {}).get("message") or f"waiting for KEDA to report ScaledObject {name} Ready")
+        return _condition(Condition.AUTOSCALING, False, reason, message, generation)
+    active = _live_condition(scaled_object, "Active")
+    state = "active" if (active or {}).get("status") == "True" else "idle"
+    return _condition(
+        Condition.AUTOSCALING,
+        True,
+        Reason.SCALED_OBJECT_READY,
+        f"KEDA scales {bounds}; {state}",
+        generation,
     )
-    return _condition(Condition.AUTOSCALING, True, Reason.HPA_CONFIGURED, message, generation)
 
 
 def routing_condition(
@@ -427,6 +499,16 @@ def ready_condition(
 ) -> JSONObj:
     by_type = {str(c["type"]): c for c in parts}
     available = by_type[Condition.AVAILABLE]
+    if available["reason"] == Reason.SCALED_TO_ZERO and spec.autoscaling.scales_to_zero:
+        # Idle at zero is where a scale-to-zero model rests: ready to be woken by the next request.
+        return _condition(
+            Condition.READY,
+            True,
+            Reason.SCALED_TO_ZERO,
+            "scaled to zero while idle: the next request through the gateway wakes a pod (it is answered "
+            "503 until one is ready)",
+            generation,
+        )
     if available["status"] != "True":
         # Pods on their way up (model loading) are progressing; anything else needs attention.
         reason = (

@@ -88,7 +88,8 @@ def test_rendered_environment_is_understood_by_the_server(
     assert models, f"{path.name} holds no SentimentModel"
     for model in models:
         name = model["metadata"]["name"]
-        children = build_children(name, "ns", parse_spec(name, model.get("spec")))
+        spec = parse_spec(name, model.get("spec"))
+        children = build_children(name, "ns", spec, keda=spec.autoscaling.scales_to_zero)
         deployments = [obj for obj in children.objects() if obj["kind"] == "Deployment"]
         inference = [
             d for d in deployments if d["metadata"]["labels"]["app.kubernetes.io/component"] != "cache"

@@ -328,6 +328,32 @@ async def test_metrics_cover_requests_latency_cache_batches_queue_and_model(
         assert await ra.metric("sentiment_model_info", labels) == 1
 
 
+async def test_in_flight_gauge_counts_predict_requests_until_they_are_answered(
+    running_app: RunningAppFactory, make_settings: Callable[..., Settings]
+) -> None:
+    """sentiment_requests_in_flight (an autoscaling signal) counts predict requests from arrival to answer;
+    probes and scrapes are not load and never count."""
+    gate = threading.Event()
+    async with running_app(make_settings(api_prefix="/p"), backend=FakeBackend(batch_gate=gate)) as ra:
+        held = [
+            asyncio.create_task(ra.client.post(path, json={"text": [f"held {i}"]}))
+            for i, path in enumerate(("/p/predict", "/p/bulk-predict", "/p/predict"))
+        ]
+        for _ in range(500):
+            if await ra.metric("sentiment_requests_in_flight") == 3:
+                break
+            await asyncio.sleep(0.01)
+        assert await ra.metric("sentiment_requests_in_flight") == 3
+        assert (await ra.client.get("/p/ready")).status_code == 200
+        assert (await ra.client.get("/p/health")).status_code == 200
+        assert await ra.metric("sentiment_requests_in_flight") == 3  # probes and scrapes are not load
+        gate.set()
+        assert [r.status_code for r in await asyncio.gather(*held)] == [200, 200, 200]
+        assert await ra.metric("sentiment_requests_in_flight") == 0
+        assert (await ra.client.post("/p/predict", json={"text": []})).status_code == 422
+        assert await ra.metric("sentiment_requests_in_flight") == 0  # refused requests leave it too
+
+
 @pytest.mark.parametrize(
     ("raw", "status"),
     [

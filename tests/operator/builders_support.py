@@ -25,10 +25,13 @@ def load_models(path: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
 
 
-def children_of(doc: dict[str, Any], uid: str | None = None) -> Children:
+def children_of(doc: dict[str, Any], uid: str | None = None, *, keda: bool | None = None) -> Children:
+    """The children on a cluster with Istio and (``keda``) KEDA; None: KEDA only where the model needs it
+    (scale to zero), as ``sentiment-operator render`` does."""
     meta = doc["metadata"]
     spec = parse_spec(meta["name"], doc.get("spec"))
-    return build_children(meta["name"], meta.get("namespace", "default"), spec, uid=uid)
+    with_keda = spec.autoscaling.scales_to_zero if keda is None else keda
+    return build_children(meta["name"], meta.get("namespace", "default"), spec, uid=uid, keda=with_keda)
 
 
 def all_example_objects() -> Iterator[tuple[str, dict[str, Any]]]:

@@ -76,7 +76,8 @@ def test_without_uid_there_are_no_owner_references() -> None:
 
 
 def test_managed_kinds_cover_every_child_kind() -> None:
-    """Each provider's route is one of the child kinds; the renders for both cover every child kind."""
+    """Each provider's route is one of the child kinds; the renders for both providers, and a load metric on a
+    cluster with KEDA (the ScaledObject), cover every child kind."""
     produced: set[tuple[str, str]] = set()
     for provider, kind in builders.ROUTE_KINDS.items():
         routing = {"enabled": True, "provider": provider, "canary": {}}
@@ -85,6 +86,10 @@ def test_managed_kinds_cover_every_child_kind() -> None:
         assert children.route is not None
         assert (children.route["apiVersion"], children.route["kind"]) == (kind.api_version, kind.kind)
         produced |= {(obj["apiVersion"], obj["kind"]) for obj in children.objects()}
+    keda = build_children(
+        "demo", "ns", parse_spec("demo", {"autoscaling": {"metric": "queueDepth"}}), uid=UID, keda=True
+    )
+    produced |= {(obj["apiVersion"], obj["kind"]) for obj in keda.objects()}
     assert produced == {(child.kind.api_version, child.kind.kind) for child in kinds.CHILD_KINDS}
 
 

@@ -256,6 +256,16 @@ CEL_CASES = [
     ),
     ({"routing": {"canary": {"weight": 5}}}, "canary requires routing", "spec.routing.canary"),
     (
+        {"autoscaling": {"minReplicas": 0}, "routing": {"enabled": True}},
+        "minReplicas 0 needs a load metric",
+        "spec.autoscaling.minReplicas",
+    ),
+    (
+        {"autoscaling": {"minReplicas": 0, "metric": "queueDepth"}},
+        "minReplicas 0 needs routing enabled",
+        "spec.autoscaling.minReplicas",
+    ),
+    (
         {"server": {"batching": {"maxQueue": 10}}},
         "maxQueue must be at least",
         "spec.server.batching.maxQueue",
@@ -341,4 +351,4 @@ def test_field_reference_lists_every_spec_field() -> None:
     ]
     assert len(paths) > 60
     assert [path for path in paths if f"| `{path}` |" not in text] == []
-    assert "| `spec.autoscaling.minReplicas` | integer (1..) | `1` |" in text
+    assert "| `spec.autoscaling.minReplicas` | integer (0..) | `1` |" in text

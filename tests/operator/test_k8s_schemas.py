@@ -1,6 +1,7 @@
 """Every rendered object is valid for the real API: kubernetes-validate (1.30 and the newest schema it ships),
-the VirtualService against Istio's CRD schema (tests/istio_schema.py, from a PyPI package), the HTTPRoute
-against Gateway API's (tests/gateway_api_schema.py, from an npm package); each validator proven strict."""
+the VirtualService against Istio's CRD schema (tests/istio_schema.py) and the ScaledObject against KEDA's
+(tests/keda_schema.py), both from PyPI packages, the HTTPRoute against Gateway API's
+(tests/gateway_api_schema.py, from an npm package); each validator proven strict."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
+import crd_models
 import gateway_api_schema
 import istio_schema
+import keda_schema
 import kubernetes_validate
 import pytest
 from builders_support import all_example_objects, children_of, model
@@ -60,8 +63,26 @@ EXTRA_MODELS = [
     ),
     model(routing={"enabled": True, "provider": "gatewayAPI", "pathPrefix": "/"}),
 ]
-EXTRA_OBJECTS = [("extra", obj) for doc in EXTRA_MODELS for obj in children_of(doc, uid="u-1").objects()]
+# Load-metric autoscalers on a cluster with KEDA (ScaledObjects, the canary's too) and without (HPA Pods).
+LOAD_MODELS = [
+    model(
+        autoscaling={"metric": "queueDepth", "behavior": {"scaleDown": {"stabilizationWindowSeconds": 60}}},
+        routing={"enabled": True, "canary": {"weight": 20}},
+    ),
+    model(autoscaling={"metric": "inFlight", "minReplicas": 0}, routing={"enabled": True}),
+]
+EXTRA_OBJECTS = [
+    *(("extra", obj) for doc in EXTRA_MODELS for obj in children_of(doc, uid="u-1").objects()),
+    *(("load", obj) for doc in LOAD_MODELS for obj in children_of(doc, uid="u-1", keda=True).objects()),
+    *(("load", obj) for doc in LOAD_MODELS[:1] for obj in children_of(doc, uid="u-1", keda=False).objects()),
+]
 ALL_OBJECTS = EXAMPLE_OBJECTS + EXTRA_OBJECTS
+
+# Each custom resource against its own project's CRD schema (a PyPI package, strict).
+CRD_VALIDATORS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "VirtualService": istio_schema.validate,
+    "ScaledObject": keda_schema.validate,
+}
 
 
 def _id(item: tuple[str, dict[str, Any]]) -> str:
@@ -79,13 +100,22 @@ def test_there_is_something_to_validate() -> None:
         "NetworkPolicy",
         "VirtualService",
         "HTTPRoute",
+        "ScaledObject",
     }
     assert kinds == expected
+    pods_metrics = [
+        metric
+        for _, obj in ALL_OBJECTS
+        if obj["kind"] == "HorizontalPodAutoscaler"
+        for metric in obj["spec"]["metrics"]
+        if metric["type"] == "Pods"
+    ]
+    assert pods_metrics, "an HPA Pods metric (load metric without KEDA) should be schema-checked"
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 @pytest.mark.parametrize(
-    "item", [i for i in ALL_OBJECTS if i[1]["kind"] not in ("VirtualService", "HTTPRoute")], ids=_id
+    "item", [i for i in ALL_OBJECTS if i[1]["kind"] not in (*CRD_VALIDATORS, "HTTPRoute")], ids=_id
 )
 def test_kubernetes_schema(item: tuple[str, dict[str, Any]], version: str) -> None:
     kubernetes_validate.validate(item[1], version, strict=True)
@@ -117,15 +147,16 @@ MIRRORED = routing.route_intent(
     canary_weight=0,
     mirror_percent=25,
 )
-VIRTUAL_SERVICES = [i for i in ALL_OBJECTS if i[1]["kind"] == "VirtualService"] + [
-    ("mirror", routing.virtual_service(MIRRORED, "u-1", "cluster.local"))
-]
+MIRRORED_VIRTUAL_SERVICE = ("mirror", routing.virtual_service(MIRRORED, "u-1", "cluster.local"))
+VIRTUAL_SERVICES = [i for i in ALL_OBJECTS if i[1]["kind"] == "VirtualService"] + [MIRRORED_VIRTUAL_SERVICE]
 
 
-@pytest.mark.parametrize("item", VIRTUAL_SERVICES, ids=_id)
-def test_virtual_service_matches_the_istio_crd(item: tuple[str, dict[str, Any]]) -> None:
+@pytest.mark.parametrize(
+    "item", [i for i in [*ALL_OBJECTS, MIRRORED_VIRTUAL_SERVICE] if i[1]["kind"] in CRD_VALIDATORS], ids=_id
+)
+def test_custom_resource_matches_its_projects_crd(item: tuple[str, dict[str, Any]]) -> None:
     obj = item[1]
-    istio_schema.validate(obj)
+    CRD_VALIDATORS[obj["kind"]](obj)
     # Checked as ObjectMeta (labels, ownerReferences) by the Kubernetes schema too, via a carrier kind.
     kubernetes_validate.validate(
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": obj["metadata"]}, "1.30.0", strict=True
@@ -216,6 +247,22 @@ def _http_route(change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
     return obj
 
 
+SCALED_OBJECTS = [i for i in ALL_OBJECTS if i[1]["kind"] == "ScaledObject"]
+
+
+def test_scaled_objects_are_rendered_with_and_without_activation() -> None:
+    triggers = [len(obj["spec"]["triggers"]) for _, obj in SCALED_OBJECTS]
+    assert sorted(set(triggers)) == [1, 2], triggers
+    assert any(obj["metadata"]["name"].endswith("-canary") for _, obj in SCALED_OBJECTS)
+
+
+def _broken_scaled_object(change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    obj = copy.deepcopy(next(o for _, o in SCALED_OBJECTS if len(o["spec"]["triggers"]) == 2))
+    keda_schema.validate(obj)  # valid before the change, so the change is what is refused
+    change(obj)
+    return obj
+
+
 def _rule(obj: dict[str, Any]) -> dict[str, Any]:
     rule: dict[str, Any] = obj["spec"]["rules"][0]
     return rule
@@ -266,3 +313,49 @@ def test_gateway_api_schema_accepts_map_keys_and_every_known_field() -> None:
     _rule(obj)["timeouts"] = {"request": "10s"}
     obj["spec"]["parentRefs"][0]["sectionName"] = "http"
     gateway_api_schema.validate(obj)
+
+
+def test_keda_schema_rejects_an_unknown_field() -> None:
+    obj = _broken_scaled_object(lambda o: o["spec"].update(minReplicas=0))
+    with pytest.raises(keda_schema.KedaSchemaError, match=r"spec\.minReplicas: unknown field"):
+        keda_schema.validate(obj)
+
+
+def test_keda_schema_rejects_an_unknown_field_deep_inside() -> None:
+    obj = _broken_scaled_object(lambda o: o["spec"]["triggers"][0].update(metricsType="Value"))
+    with pytest.raises(keda_schema.KedaSchemaError, match=r"triggers\[0\]\.metricsType: unknown field"):
+        keda_schema.validate(obj)
+
+
+def test_keda_schema_rejects_a_wrong_type() -> None:
+    obj = _broken_scaled_object(lambda o: o["spec"]["triggers"][0]["metadata"].update(threshold=8))
+    with pytest.raises(keda_schema.KedaSchemaError, match=r"threshold"):
+        keda_schema.validate(obj)
+
+
+def test_keda_schema_rejects_a_value_it_would_have_to_coerce() -> None:
+    obj = _broken_scaled_object(lambda o: o["spec"].update(maxReplicaCount="8"))
+    with pytest.raises(keda_schema.KedaSchemaError, match=r"maxReplicaCount: '8' is read as 8"):
+        keda_schema.validate(obj)
+
+
+def test_keda_schema_rejects_a_bad_enum() -> None:
+    """KEDA's CRD has few enums (a trigger's metricType is a free string there, parsed by KEDA later):
+    its kind is one, and the model enforces it."""
+    obj = _broken_scaled_object(lambda o: o.update(kind="ScaledJob"))
+    found = crd_models.problems(keda_schema.MODELS["keda.sh/v1alpha1", "ScaledObject"], obj)
+    (problem,) = found
+    assert "kind" in problem
+    assert "'ScaledObject'" in problem
+
+
+def test_keda_schema_rejects_a_missing_required_field() -> None:
+    obj = _broken_scaled_object(lambda o: o["spec"]["scaleTargetRef"].pop("name"))
+    with pytest.raises(keda_schema.KedaSchemaError, match=r"scaleTargetRef\.name\s+Field required"):
+        keda_schema.validate(obj)
+
+
+def test_keda_schema_rejects_a_kind_it_does_not_know() -> None:
+    obj = _broken_scaled_object(lambda o: o.update(kind="ScaledJobs"))
+    with pytest.raises(keda_schema.KedaSchemaError, match="no KEDA schema"):
+        keda_schema.validate(obj)

@@ -42,6 +42,21 @@ def test_render_minimal_example_in_a_subprocess() -> None:
     assert "*id" not in result.stdout
 
 
+def _autoscalers(*args: str) -> list[str]:
+    result = run("render", *args)
+    assert result.returncode == 0, result.stderr
+    kinds = ("HorizontalPodAutoscaler", "ScaledObject")
+    return [o["kind"] for o in yaml.safe_load_all(result.stdout) if o and o["kind"] in kinds]
+
+
+def test_render_keda_turns_load_metrics_into_scaled_objects() -> None:
+    assert _autoscalers("-f", "examples/queue-depth.yaml") == ["HorizontalPodAutoscaler"]
+    assert _autoscalers("--keda", "-f", "examples/queue-depth.yaml") == ["ScaledObject"]
+    assert _autoscalers("--keda", "-f", "examples/minimal.yaml") == ["HorizontalPodAutoscaler"]  # cpu
+    # A model that cannot run without KEDA is rendered for KEDA without the flag.
+    assert _autoscalers("-f", "examples/scale-to-zero.yaml") == ["ScaledObject"]
+
+
 def test_console_script_is_installed() -> None:
     script = Path(sys.executable).with_name("sentiment-operator")
     assert script.exists(), "pip install -e . should install the sentiment-operator console script"

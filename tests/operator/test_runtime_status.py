@@ -298,3 +298,71 @@ def test_the_status_model_refuses_what_the_operator_never_writes() -> None:
         SentimentModelStatus.model_validate({"replicaCount": 1})
     with pytest.raises(ValueError, match="status"):
         SentimentModelStatus.model_validate({"conditions": [{"type": "Ready", "status": "Maybe"}]})
+
+
+# --- autoscaling on load ---------------------------------------------------------------------------------
+
+LOAD = {"cache": {"enabled": False}, "autoscaling": {"metric": "queueDepth", "maxReplicas": 4}}
+HPA_LIVE: dict[str, Any] = {"spec": {}, "status": {}}
+
+
+def so_live(*conditions: tuple[str, str, str]) -> dict[str, Any]:
+    return {"status": {"conditions": [{"type": t, "status": s, "reason": r} for t, s, r in conditions]}}
+
+
+def test_an_hpa_pods_metric_is_false_until_the_metric_is_served() -> None:
+    running = deployment(ready=1, updated=2)
+    missing = cond(
+        compute(LOAD, status.Observed(inference=running, hpa=HPA_LIVE, metric_served=False)), "Autoscaling"
+    )
+    assert (missing["status"], missing["reason"]) == ("False", "MetricNotServed")
+    assert "sentiment_queue_depth" in missing["message"]
+    served = cond(
+        compute(LOAD, status.Observed(inference=running, hpa=HPA_LIVE, metric_served=True)), "Autoscaling"
+    )
+    assert (served["status"], served["reason"]) == ("True", "HorizontalPodAutoscalerConfigured")
+    assert served["message"] == "1-4 replicas at 32 queued texts per pod (sentiment_queue_depth)"
+    # Ready does not depend on autoscaling.
+    ready = cond(
+        compute(LOAD, status.Observed(inference=running, hpa=HPA_LIVE, metric_served=False)), "Ready"
+    )
+    assert ready["status"] == "True"
+
+
+@pytest.mark.parametrize(
+    ("scaled_object", "expected"),
+    [
+        (None, ("False", "ScaledObjectNotFound")),
+        (so_live(), ("False", "ScaledObjectNotReady")),
+        (so_live(("Ready", "False", "ScaledObjectCheckFailed")), ("False", "ScaledObjectCheckFailed")),
+        (
+            so_live(("Ready", "True", "ScaledObjectReady"), ("Active", "False", "ScalerNotActive")),
+            ("True", "ScaledObjectReady"),
+        ),
+    ],
+)
+def test_keda_autoscaling_reports_what_keda_says(scaled_object: Any, expected: tuple[str, str]) -> None:
+    observed = status.Observed(inference=deployment(ready=1), scaled_object=scaled_object, keda=True)
+    autoscaling = cond(compute(LOAD, observed), "Autoscaling")
+    assert (autoscaling["status"], autoscaling["reason"]) == expected
+    if expected[0] == "True":
+        assert autoscaling["message"].endswith("; idle")
+
+
+def test_idle_at_zero_is_ready_only_for_scale_to_zero() -> None:
+    zero = {**LOAD, "autoscaling": {"metric": "inFlight", "minReplicas": 0}, "routing": {"enabled": True}}
+    at_zero = status.Observed(inference=deployment(replicas=0), keda=True, scaled_object=so_live())
+    st = compute(zero, at_zero)
+    assert (cond(st, "Ready")["status"], cond(st, "Ready")["reason"]) == ("True", "ScaledToZero")
+    assert (cond(st, "Available")["status"], cond(st, "Available")["reason"]) == ("False", "ScaledToZero")
+    assert st["replicasSummary"] == "0/0"
+    # A fixed replicas: 0 is not a model waiting for requests.
+    fixed = compute({"cache": {"enabled": False}, "autoscaling": {"enabled": False}, "replicas": 0}, at_zero)
+    assert cond(fixed, "Ready")["status"] == "False"
+
+
+def test_a_switch_in_progress_is_reported() -> None:
+    observed = status.Observed(inference=deployment(ready=1), autoscaler_leaving="ScaledObject prod/demo")
+    autoscaling = cond(compute({"cache": {"enabled": False}}, observed), "Autoscaling")
+    assert (autoscaling["status"], autoscaling["reason"]) == ("False", "AutoscalerSwitching")
+    assert "ScaledObject prod/demo" in autoscaling["message"]

@@ -166,7 +166,24 @@ def test_root_path_prefix_is_allowed() -> None:
 # Each case: (spec, the field InvalidSpecError must name, a fragment of its message).
 BAD_SPECS: list[tuple[dict[str, Any], str, str]] = [
     ({"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}, "spec.autoscaling.minReplicas", "maxReplicas"),
-    ({"autoscaling": {"minReplicas": 0}}, "spec.autoscaling.minReplicas", "greater than or equal to 1"),
+    ({"autoscaling": {"minReplicas": -1}}, "spec.autoscaling.minReplicas", "greater than or equal to 0"),
+    (
+        {"autoscaling": {"minReplicas": 0}},
+        "spec.autoscaling.minReplicas",
+        "needs metric queueDepth or inFlight",
+    ),
+    (
+        {"autoscaling": {"minReplicas": 0, "metric": "inFlight"}},
+        "spec.autoscaling.minReplicas",
+        "needs routing enabled",
+    ),
+    ({"autoscaling": {"metric": "gpu"}}, "spec.autoscaling.metric", "'cpu', 'memory', 'queueDepth' or"),
+    ({"autoscaling": {"targetQueueDepth": 0}}, "spec.autoscaling.targetQueueDepth", "greater than or equal"),
+    (
+        {"autoscaling": {"prometheus": {"serverAddress": "prometheus:9090"}}},
+        "spec.autoscaling.prometheus.serverAddress",
+        "should match pattern",
+    ),
     (
         {"autoscaling": {"targetCPUUtilizationPercentage": 0}},
         "spec.autoscaling.targetCPUUtilizationPercentage",

@@ -31,7 +31,7 @@ import yaml
 from kmock._internal import k8s as kmock_k8s
 from kmock._internal import parsing, rendering
 
-from sentiment_devcluster.apiserver import podsecurity, rbac, selectors
+from sentiment_devcluster.apiserver import keda, podsecurity, rbac, selectors
 from sentiment_devcluster.apiserver.schema import TypeInfo
 from sentiment_devcluster.apiserver.store import ApiError, admit, write_for
 
@@ -69,10 +69,12 @@ CORE_RESOURCES: tuple[tuple[str, str, bool, tuple[str, ...]], ...] = (
     ("networking.k8s.io/v1/networkpolicies", "NetworkPolicy", True, ()),
     ("serving.sentiment.dev/v1alpha1/sentimentmodels", "SentimentModel", True, ("status",)),
 )
-# Installed as CRDs (tests choose whether a cluster serves them): Istio's VirtualService and Gateway API's
-# HTTPRoute, whose status its gateway controllers write through the status subresource.
+# Installed as CRDs (tests choose whether a cluster serves them): Istio's VirtualService, KEDA's ScaledObject
+# and Gateway API's HTTPRoute, whose status its gateway controllers write through the status subresource.
 ISTIO_RESOURCE = ("networking.istio.io/v1/virtualservices", "VirtualService", True, ("status",))
 GATEWAY_API_RESOURCE = ("gateway.networking.k8s.io/v1/httproutes", "HTTPRoute", True, ("status",))
+KEDA_RESOURCE = ("keda.sh/v1alpha1/scaledobjects", "ScaledObject", True, ("status",))
+HPA_PATH = "autoscaling/v2/horizontalpodautoscalers"
 VERBS = {"get", "list", "watch", "create", "patch", "update", "delete"}
 
 _BREAK = "__BREAK_WATCH__"
@@ -189,6 +191,18 @@ class ApiServer(kmock.KubernetesEmulator):
             for resource, _ in self._served():
                 if resource.group == group:
                     del self.resources[resource]
+
+    def install_keda(self) -> None:
+        """Serve KEDA's ScaledObject, with KEDA's admission webhook rule (``apiserver.keda``); no KEDA
+        controller runs: nothing creates its HPA or reports its status unless a test does."""
+        self.register((KEDA_RESOURCE,))
+
+    def serve_custom_metrics(self, *metrics: str, version: str = "v1beta1") -> None:
+        """Serve ``pods/<metric>`` in the custom metrics API's discovery, as a metrics adapter
+        (prometheus-adapter) does for the metrics its rules expose."""
+        self.register(
+            tuple((f"custom.metrics.k8s.io/{version}/pods/{m}", "MetricValueList", True, ()) for m in metrics)
+        )
 
     # --- fault injection ---------------------------------------------------------------------------------
 
@@ -402,6 +416,15 @@ class ApiServer(kmock.KubernetesEmulator):
                 raise ApiError(
                     403, "Forbidden", f'{what} "{meta.get("name")}" is forbidden: {problems[0][1]}'
                 )
+        if request.resource.group == keda.GROUP and new.get("kind") == "ScaledObject":
+            hpas = [
+                obj
+                for obj in self.live_all(HPA_PATH, str(meta.get("namespace")))
+                if not (obj.get("metadata") or {}).get("deletionTimestamp")
+            ]
+            denied = keda.denial(new, hpas)
+            if denied is not None:
+                raise ApiError(403, "Forbidden", keda.message(denied))
         spec = podsecurity.pod_spec_of(new)
         namespace = self._namespace_labels(meta.get("namespace"))
         if spec is None or not namespace:

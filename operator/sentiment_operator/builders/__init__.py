@@ -10,7 +10,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, fields
 
 from ..names import COMPONENT_CANARY, COMPONENT_INFERENCE, DEFAULT_CLUSTER_DOMAIN, canary_name
-from ..spec import RoutingProvider, SentimentModelSpec
+from ..spec import RoutingProvider, SentimentModelSpec, check_cluster_support
 from .common import (
     APP_UID,
     REDIS_CONFIG_MOUNT,
@@ -30,6 +30,7 @@ from .inference import (
 from .network import _redis_network_policy, _server_network_policy
 from .redis import _redis_deployment, _redis_service, redis_auth_data, redis_auth_secret
 from .routing import ROUTE_KINDS, RouteIntent, render_route, route_intent
+from .scaling import ACTIVATION_QUERIES, scaled_object
 
 __all__ = [
     "APP_UID",
@@ -39,6 +40,7 @@ __all__ = [
     "Manifest",
     "RouteIntent",
     "build_children",
+    "check_cluster",
     "gateway_path",
     "inference_url",
     "redis_auth_data",
@@ -64,6 +66,8 @@ class Children:
     redis_service: Manifest | None = None
     hpa: Manifest | None = None
     canary_hpa: Manifest | None = None
+    scaled_object: Manifest | None = None  # KEDA's, instead of the HPA (never both for one Deployment)
+    canary_scaled_object: Manifest | None = None
     disruption_budget: Manifest | None = None
     route: Manifest | None = None
     network_policies: tuple[Manifest, ...] = ()
@@ -95,6 +99,8 @@ class Children:
             self.canary_deployment,
             self.hpa,
             self.canary_hpa,
+            self.scaled_object,
+            self.canary_scaled_object,
             self.route,
         ]
         return [obj for obj in ordered if obj is not None]
@@ -113,6 +119,7 @@ def build_children(
     redis_auth_version: str | None = None,
     cluster_domain: str = DEFAULT_CLUSTER_DOMAIN,
     served: Collection[RoutingProvider] | None = None,
+    keda: bool = False,
 ) -> Children:
     """Build every desired child of SentimentModel ``namespace/name``.
 
@@ -120,9 +127,12 @@ def build_children(
     pod templates that use the managed Redis password, so a regenerated Secret rolls those pods;
     ``cluster_domain`` is the cluster's DNS domain, used in fully qualified Service hosts; ``served``: the
     routing providers the cluster serves (API discovery), which decide the route's provider (None: render
-    without a cluster, for ``routing.provider``, Istio for auto).
+    without a cluster, for ``routing.provider``, Istio for auto); ``keda``: the cluster serves KEDA's
+    ScaledObject, which then scales on the load metrics instead of an HPA.
+
+    Raises InvalidSpecError for a spec this cluster cannot carry out (:func:`check_cluster`).
     """
-    provider = spec.routing.choose_provider(served) if spec.routing.enabled else None
+    provider = check_cluster(spec, served=served, keda=keda)
     stable = _Variant(name, COMPONENT_INFERENCE, spec.image, spec.model, spec.replicas)
     canary: _Variant | None = None
     if spec.routing.enabled and spec.routing.canary is not None:
@@ -135,6 +145,8 @@ def build_children(
             max(1, math.ceil(spec.replicas * weight / 100)) if spec.replicas > 0 else 0,
         )
 
+    by_keda = spec.autoscaling.enabled and spec.autoscaling.load_metric and keda
+    hpa = spec.autoscaling.enabled and not by_keda
     managed = spec.cache.mode == "managed"
     policies: list[Manifest] = []
     if spec.network_policy.enabled:
@@ -154,8 +166,12 @@ def build_children(
         if managed
         else None,
         redis_service=_redis_service(name, namespace, uid) if managed else None,
-        hpa=_hpa(name, namespace, spec, stable, uid) if spec.autoscaling.enabled else None,
-        canary_hpa=_hpa(name, namespace, spec, canary, uid) if canary and spec.autoscaling.enabled else None,
+        hpa=_hpa(name, namespace, spec, stable, uid) if hpa else None,
+        canary_hpa=_hpa(name, namespace, spec, canary, uid) if canary and hpa else None,
+        scaled_object=_scaled_object(name, namespace, spec, stable, uid, provider) if by_keda else None,
+        canary_scaled_object=(
+            _scaled_object(name, namespace, spec, canary, uid, provider) if canary and by_keda else None
+        ),
         disruption_budget=_disruption_budget(name, namespace, spec, uid),
         route=(
             render_route(provider, route_intent(name, namespace, spec), uid, cluster_domain)
@@ -164,4 +180,34 @@ def build_children(
         ),
         network_policies=tuple(policies),
         routing_provider=provider,
+    )
+
+
+def check_cluster(
+    spec: SentimentModelSpec, *, served: Collection[RoutingProvider] | None, keda: bool
+) -> RoutingProvider | None:
+    """The routing provider the route is written for (None: routing off, or no provider fits the cluster),
+    after refusing what the cluster cannot carry out (InvalidSpecError): scale to zero needs KEDA and a
+    provider whose gateway requests the operator can count (:data:`ACTIVATION_QUERIES`)."""
+    provider = spec.routing.choose_provider(served) if spec.routing.enabled else None
+    check_cluster_support(spec, keda=keda, provider=provider, wakes=tuple(ACTIVATION_QUERIES))
+    return provider
+
+
+def _scaled_object(
+    name: str,
+    namespace: str,
+    spec: SentimentModelSpec,
+    variant: _Variant,
+    uid: str | None,
+    provider: RoutingProvider | None,
+) -> Manifest:
+    return scaled_object(
+        name,
+        namespace,
+        spec,
+        obj_name=variant.obj_name,
+        component=variant.component,
+        uid=uid,
+        provider=provider,
     )

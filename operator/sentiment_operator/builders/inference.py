@@ -40,6 +40,7 @@ from .common import (
     metadata,
     pod_security_context,
 )
+from .scaling import hpa_metrics
 
 
 @dataclass(frozen=True)
@@ -397,36 +398,11 @@ def _inference_service(
 
 def _hpa(name: str, namespace: str, spec: SentimentModelSpec, variant: _Variant, uid: str | None) -> Manifest:
     autoscaling = spec.autoscaling
-    metrics: list[dict[str, Any]] = [
-        {
-            "type": "Resource",
-            "resource": {
-                "name": "cpu",
-                "target": {
-                    "type": "Utilization",
-                    "averageUtilization": autoscaling.target_cpu_utilization_percentage,
-                },
-            },
-        }
-    ]
-    if autoscaling.target_memory_utilization_percentage is not None:
-        metrics.append(
-            {
-                "type": "Resource",
-                "resource": {
-                    "name": "memory",
-                    "target": {
-                        "type": "Utilization",
-                        "averageUtilization": autoscaling.target_memory_utilization_percentage,
-                    },
-                },
-            }
-        )
     hpa_spec: dict[str, Any] = {
         "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": variant.obj_name},
         "minReplicas": autoscaling.min_replicas,
         "maxReplicas": autoscaling.max_replicas,
-        "metrics": metrics,
+        "metrics": hpa_metrics(spec),
     }
     if autoscaling.behavior is not None:
         hpa_spec["behavior"] = dict(autoscaling.behavior)

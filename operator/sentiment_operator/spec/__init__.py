@@ -8,11 +8,11 @@ offending field) and as CEL rules (``x-kubernetes-validations``) copied into the
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, Literal
 
 import sentiment_contract as C
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..names import RESERVED_INIT_CONTAINERS, SERVER_CONTAINER, canary_name
 from ..podsecurity import RESTRICTED_CONTAINER_CONTEXT, container_violations, restricted_pod_context
@@ -27,6 +27,7 @@ from .base import (
     SINGULAR,
     InvalidSpecError,
     SpecFieldError,
+    _cel,
     _dotted,
     _plain,
     _Spec,
@@ -52,6 +53,7 @@ __all__ = [
     "RoutingProvider",
     "SentimentModelSpec",
     "SpecFieldError",
+    "check_cluster_support",
     "check_name",
     "parse_quantity",
     "parse_redis_memory",
@@ -64,6 +66,19 @@ _ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 
 class SentimentModelSpec(_Spec):
     """The desired state of one sentiment-analysis service."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "!self.autoscaling.enabled || self.autoscaling.minReplicas > 0 || self.routing.enabled",
+                    "autoscaling.minReplicas 0 needs routing enabled: the gateway's request rate is what "
+                    "wakes a model that runs no pod",
+                    ".autoscaling.minReplicas",
+                )
+            ]
+        },
+    )
 
     model: ModelSpec = Field(ModelSpec(), description="The model to serve.")
     image: str = Field(DEFAULT_IMAGE, min_length=1, description="Inference server image.")
@@ -187,6 +202,14 @@ class SentimentModelSpec(_Spec):
                     f"{budget} cannot hold one text of "
                     f"{where}.maxSequenceLength={model.max_sequence_length} tokens",
                 )
+        auto = self.autoscaling
+        if auto.enabled and auto.min_replicas == 0 and not self.routing.enabled:
+            # The server's own series vanish with its last pod: only the gateway sees requests then.
+            raise SpecFieldError(
+                "autoscaling.minReplicas",
+                "0 needs routing enabled: the gateway's request rate is what wakes a model that runs no "
+                "pod (its own metrics vanish with the last one)",
+            )
         if self.pod_security == "restricted":
             pod_context = restricted_pod_context(10001)
             for index, user in enumerate(self.init_containers):
@@ -232,6 +255,45 @@ def check_name(name: str) -> None:
             f"{name!r} must be a DNS-1035 label (lowercase letters, digits, '-', starting with a letter) "
             f"of at most {MAX_NAME_LENGTH} characters, so that child names like {canary_name(name)} "
             "are valid",
+        )
+
+
+def check_cluster_support(
+    spec: SentimentModelSpec,
+    *,
+    keda: bool,
+    provider: RoutingProvider | None,
+    wakes: Collection[RoutingProvider],
+) -> None:
+    """Refuse what a valid spec asks of a cluster that cannot do it (InvalidSpecError naming the field).
+
+    ``keda``: the cluster serves KEDA's ScaledObject; ``provider``: the routing provider the route is
+    written for (None: the cluster serves none that fits); ``wakes``: the providers whose gateway requests
+    the operator can count. Scale to zero needs KEDA and such a provider: only KEDA scales a Deployment to
+    and from zero (an HPA keeps one pod), and only the gateway sees the requests that should wake a model
+    without pods.
+    """
+    if not spec.autoscaling.scales_to_zero:
+        return
+    if not keda:
+        raise InvalidSpecError(
+            "spec.autoscaling.minReplicas",
+            "0 needs KEDA, and the cluster serves no keda.sh/v1alpha1 ScaledObject (an HPA never scales to "
+            "zero): install KEDA, or set minReplicas to 1 or more",
+        )
+    if provider is None:
+        raise InvalidSpecError(
+            "spec.autoscaling.minReplicas",
+            "0 needs the gateway's request rate to wake the model, and the cluster serves no route for "
+            f"routing.provider {spec.routing.provider} (Istio's VirtualService or Gateway API's HTTPRoute): "
+            "install one, or set minReplicas to 1 or more",
+        )
+    if provider not in wakes:
+        raise InvalidSpecError(
+            "spec.autoscaling.minReplicas",
+            f"0 needs the gateway's request rate to wake the model, which the operator reads for "
+            f"{', '.join(sorted(wakes))} only, not for the {provider} route this model gets: set "
+            "routing.provider to istio on a cluster with Istio, or minReplicas to 1 or more",
         )
 
 
