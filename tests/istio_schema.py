@@ -27,17 +27,17 @@ class IstioSchemaError(ValueError):
     """The object is not what Istio's CRD schema accepts unchanged."""
 
 
-def _differences(sent: Any, kept: Any, path: str) -> list[str]:
+def differences(sent: Any, kept: Any, path: str) -> list[str]:
     if isinstance(sent, dict) and isinstance(kept, dict):
         out = [f"{path}.{key}: unknown field (the schema drops it)" for key in sent if key not in kept]
         for key in sent.keys() & kept.keys():
-            out += _differences(sent[key], kept[key], f"{path}.{key}")
+            out += differences(sent[key], kept[key], f"{path}.{key}")
         return out
     if isinstance(sent, list) and isinstance(kept, list) and len(sent) == len(kept):
         return [
             d
             for i, (a, b) in enumerate(zip(sent, kept, strict=True))
-            for d in _differences(a, b, f"{path}[{i}]")
+            for d in differences(a, b, f"{path}[{i}]")
         ]
     if sent != kept or type(sent) is not type(kept):
         return [f"{path}: {sent!r} is read as {kept!r}"]
@@ -55,6 +55,6 @@ def validate(obj: dict[str, Any]) -> None:
     except pydantic.ValidationError as exc:
         raise IstioSchemaError(str(exc)) from exc
     kept = parsed.model_dump(mode="json", by_alias=True, exclude_unset=True)
-    problems = _differences(obj, kept, key[1])
+    problems = differences(obj, kept, key[1])
     if problems:
         raise IstioSchemaError("; ".join(problems))

@@ -58,12 +58,15 @@ class ChildKind:
     ones by listing with the instance selector. Not watched (Secrets): found by its deterministic names only
     (``named``: owner name -> child name), since listing or watching Secrets would expose every Secret in the
     namespace. ``older_versions``: apiVersions that older clusters serve the same kind under, newest first.
+    ``optional``: a kind a cluster serves only with an add-on's CRDs (Istio, the Prometheus operator): applied
+    and pruned only where discovery finds it served.
     """
 
     kind: Kind
     watched: bool = True
     named: tuple[Callable[[str], str], ...] = ()
     older_versions: tuple[str, ...] = ()
+    optional: bool = False
 
     @property
     def verbs(self) -> tuple[str, ...]:
@@ -86,6 +89,7 @@ HORIZONTAL_POD_AUTOSCALER: Final = Kind(
 )
 # The builders render v1 (Istio >= 1.22); Istio before 1.22 serves the same schema as v1beta1 only.
 VIRTUAL_SERVICE: Final = Kind("networking.istio.io/v1", "VirtualService", "virtualservices")
+SERVICE_MONITOR: Final = Kind("monitoring.coreos.com/v1", "ServiceMonitor", "servicemonitors")
 
 EVENT: Final = Kind("v1", "Event", "events")
 SENTIMENT_MODEL: Final = Kind(API_VERSION, KIND, PLURAL)
@@ -98,7 +102,8 @@ CHILD_KINDS: tuple[ChildKind, ...] = (
     ChildKind(DEPLOYMENT),
     ChildKind(POD_DISRUPTION_BUDGET),
     ChildKind(HORIZONTAL_POD_AUTOSCALER),
-    ChildKind(VIRTUAL_SERVICE, older_versions=("networking.istio.io/v1beta1",)),
+    ChildKind(SERVICE_MONITOR, optional=True),
+    ChildKind(VIRTUAL_SERVICE, older_versions=("networking.istio.io/v1beta1",), optional=True),
 )
 
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from sentiment_operator import builders, events, kinds, names, status
-from sentiment_operator.events import Event
-from sentiment_operator.kinds import SENTIMENT_MODEL
+from sentiment_operator import builders, events, kinds, names, rollout, status
+from sentiment_operator.analysis import MetricsSource, analyse
+from sentiment_operator.events import Event, EventReason
+from sentiment_operator.kinds import DEPLOYMENT, SENTIMENT_MODEL
 from sentiment_operator.kube import (
     Forbidden,
     Invalid,
@@ -28,6 +30,8 @@ from sentiment_operator.kube import (
     is_owned_by,
     kind_of,
 )
+from sentiment_operator.metrics import MIRROR_TRACK, OperatorMetrics
+from sentiment_operator.prometheus import PrometheusClient
 from sentiment_operator.spec import InvalidSpecError, SentimentModelSpec, parse_spec
 
 logger = logging.getLogger(__name__)
@@ -46,6 +50,7 @@ class Result:
     deleted: list[str] = field(default_factory=list)
     invalid: InvalidSpecError | None = None
     not_owned: list[str] = field(default_factory=list)  # children left alone: someone else's object is there
+    rollout_decision: rollout.Decision | None = None  # what the rollout decided (status.rollout, Events)
 
 
 def _now() -> str:
@@ -61,10 +66,22 @@ class Reconciler:
         *,
         clock: Callable[[], str] = _now,
         cluster_domain: str = names.DEFAULT_CLUSTER_DOMAIN,
+        prometheus_url: str | None = None,
+        metrics_source: Callable[[str], MetricsSource] = PrometheusClient,
+        wall_clock: Callable[[], float] = time.time,
+        metrics: OperatorMetrics | None = None,
     ) -> None:
+        """``clock`` stamps conditions; ``wall_clock`` (epoch seconds) times rollout steps;
+        ``prometheus_url`` is the Prometheus a rollout's analysis queries unless its spec names another,
+        through ``metrics_source`` (one per URL, kept)."""
         self.kube = kube
         self.clock = clock
         self.cluster_domain = cluster_domain
+        self.prometheus_url = prometheus_url
+        self.wall_clock = wall_clock
+        self.metrics = metrics or OperatorMetrics()
+        self._metrics_source = metrics_source
+        self._sources: dict[str, MetricsSource] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     def lock(self, namespace: str, name: str) -> asyncio.Lock:
@@ -85,7 +102,15 @@ class Reconciler:
         """
         async with self.lock(namespace, name):
             body = await self._owner(namespace, name, unless)
-            return None if body is None else await self._reconcile(body)
+            if body is None:
+                return None
+            try:
+                result = await self._reconcile(body)
+            except Exception:
+                self.metrics.reconciles.labels("error").inc()
+                raise
+            self.metrics.reconciles.labels("invalid" if result.invalid else "ok").inc()
+            return result
 
     async def _owner(self, namespace: str, name: str, unless: Callable[[], bool] | None) -> JSONObj | None:
         """The SentimentModel to work on (lock held), or None: ``unless`` says skip, or it is gone/going."""
@@ -93,6 +118,7 @@ class Reconciler:
             return None
         body = await self.kube.get(SENTIMENT_MODEL, namespace, name)
         if body is None or body.get("metadata", {}).get("deletionTimestamp"):
+            self.metrics.forget(namespace, name)
             return None
         return body
 
@@ -106,6 +132,7 @@ class Reconciler:
 
         try:
             spec = parse_spec(name, body.get("spec"))
+            self._check_settings(spec)
         except InvalidSpecError as error:
             result.invalid = error
             new_status = status.invalid_status(
@@ -121,6 +148,7 @@ class Reconciler:
         if secret is not None:
             outcome, auth_version = await self.kube.ensure_secret(secret, builders.redis_auth_data)
             result.applied[describe(secret)] = outcome
+        result.rollout_decision = await self._rollout(body, spec)
         children = builders.build_children(
             name,
             namespace,
@@ -128,21 +156,23 @@ class Reconciler:
             uid=uid,
             redis_auth_version=auth_version,
             cluster_domain=self.cluster_domain,
+            release=self._release(name, spec, result.rollout_decision),
         )
 
         # One discovery per reconcile: the apply below and the prune after it use the same answer.
-        virtual_service_version = await self._virtual_service_version()
+        served = await self._served()
         routing: status.RoutingState = "disabled"
         live: dict[tuple[str, str], JSONObj] = {}  # (kind, name) -> the child as the API server returned it
         for desired in children.objects():
             if desired["kind"] == "Secret":
                 continue  # handled above; never patched
-            if desired["kind"] == VIRTUAL_SERVICE_KIND:
-                if virtual_service_version is None:
-                    routing = "istio-missing"
-                    continue
-                desired = {**desired, "apiVersion": virtual_service_version}
-                routing = "applied"
+            if kinds.child_kind(desired["kind"]).optional:
+                version = served[desired["kind"]]
+                if desired["kind"] == VIRTUAL_SERVICE_KIND:
+                    routing = "applied" if version is not None else "istio-missing"
+                if version is None:
+                    continue  # the cluster does not serve the kind (Istio, the Prometheus operator missing)
+                desired = {**desired, "apiVersion": version}
             try:
                 applied = await self.kube.create_or_update(desired)
             except NotOwned as clash:
@@ -160,12 +190,114 @@ class Reconciler:
             result.applied[describe(desired)] = applied.outcome
             live[desired["kind"], desired["metadata"]["name"]] = applied.live
 
-        await self._prune(namespace, name, uid, children, result, virtual_service_version)
+        await self._prune(namespace, name, uid, children, result, served)
 
         # Status from what the writes returned; an object we did not write (someone else's) is read.
         observed = await self._observe(namespace, name, children, routing, live)
         await self._report(result, spec, generation, observed)
+        if result.rollout_decision.action_done:
+            await self._consume_action(namespace, name)
         return result
+
+    def _check_settings(self, spec: SentimentModelSpec) -> None:
+        """What only the operator's own settings can decide about a spec."""
+        if spec.rollout.canary and not (spec.rollout.analysis.prometheus_url or self.prometheus_url):
+            raise InvalidSpecError(
+                "spec.rollout.analysis.prometheusURL",
+                "strategy Canary analyses every step in Prometheus: set its URL here, or start the operator "
+                "with --prometheus-url",
+            )
+
+    async def _rollout(self, body: JSONObj, spec: SentimentModelSpec) -> rollout.Decision:
+        """The canary rollout's next state (strategy Canary): from the state in status, the spec's pod
+        template revision, the live Deployments, the action annotation and, when a step is due, its analysis
+        in Prometheus."""
+        meta = body.get("metadata", {})
+        namespace, name = str(meta["namespace"]), str(meta["name"])
+        raw_spec = dict(body.get("spec") or {})
+        previous = rollout.State.from_status((body.get("status") or {}).get("rollout"))
+        action = (meta.get("annotations") or {}).get(names.ANNOTATION_ROLLOUT_ACTION)
+        if not spec.rollout.canary:
+            decision = rollout.advance(
+                None, spec=spec.rollout, raw_spec=raw_spec, revision="", now=0, observed=rollout.Observed()
+            )
+            if action is not None:
+                decision.events.append(
+                    Event(
+                        "Normal",
+                        EventReason.ROLLOUT_ACTION_IGNORED,
+                        f"no rollout to {action}: spec.rollout.strategy is Immediate",
+                    )
+                )
+            return decision
+        inputs: dict[str, Any] = {
+            "spec": spec.rollout,
+            "raw_spec": raw_spec,
+            "revision": builders.template_revision(name, namespace, spec),
+            "now": self.wall_clock(),
+            "observed": await self._rollout_observed(namespace, name),
+            "action": action,
+        }
+        decision = rollout.advance(previous, **inputs)
+        if rollout.wants_analysis(decision.state, spec.rollout, inputs["now"]):
+            url = spec.rollout.analysis.prometheus_url or self.prometheus_url
+            assert url is not None  # _check_settings
+            if url not in self._sources:
+                self._sources[url] = self._metrics_source(url)
+            window = spec.rollout.interval_seconds
+            result = await analyse(self._sources[url], namespace, name, spec.rollout.analysis, window)
+            self.metrics.analyses.labels(namespace, name, result.verdict.value).inc()
+            decision = rollout.advance(previous, **inputs, analysis=result)
+        if decision.outcome is not None:
+            self.metrics.rollouts.labels(namespace, name, decision.outcome).inc()
+        for event in decision.events:
+            logger.info(
+                "Rollout of SentimentModel %s/%s: %s: %s", namespace, name, event.reason, event.message
+            )
+        return decision
+
+    async def _rollout_observed(self, namespace: str, name: str) -> rollout.Observed:
+        """The revision each inference Deployment runs everywhere, available (as the last apply left them)."""
+        stable = await self.kube.get(DEPLOYMENT, namespace, name)
+        canary = await self.kube.get(DEPLOYMENT, namespace, names.canary_name(name))
+        return rollout.Observed(
+            canary=status.rolled_out_revision(canary), stable=status.rolled_out_revision(stable)
+        )
+
+    def _release(
+        self, name: str, spec: SentimentModelSpec, decision: rollout.Decision
+    ) -> builders.Release | None:
+        """The builders' view of the rollout: the stable's template spec, the canary, the split."""
+        if decision.state is None:
+            return None
+        stable_spec = spec
+        if decision.stable_spec is not None:
+            try:
+                stable_spec = parse_spec(name, decision.stable_spec)
+            except InvalidSpecError as error:
+                # A spec this operator version no longer accepts cannot be rendered: the stable takes the
+                # current one (as strategy Immediate would).
+                logger.warning("The stable spec of SentimentModel %s cannot be rendered: %s", name, error)
+        return builders.Release(stable_spec=stable_spec, canary=decision.canary, split=decision.split)
+
+    async def _consume_action(self, namespace: str, name: str) -> None:
+        """Remove the rollout-action annotation once its command was carried out (or refused): a command
+        runs once. Its Event and the status saying what it did were written before."""
+        patch = {"metadata": {"annotations": {names.ANNOTATION_ROLLOUT_ACTION: None}}}
+        await self.kube.patch(SENTIMENT_MODEL, namespace, name, patch)
+
+    def seconds_until_due(self, body: Mapping[str, Any]) -> float | None:
+        """When the SentimentModel's rollout next needs a decision that only time brings (a step's analysis,
+        the canary's deadline), from the body kopf holds; None when none is pending."""
+        meta = body.get("metadata") or {}
+        try:
+            spec = parse_spec(str(meta.get("name")), body.get("spec"))
+        except InvalidSpecError:
+            return None
+        if not spec.rollout.canary:
+            return None
+        state = rollout.State.from_status((body.get("status") or {}).get("rollout"))
+        return rollout.seconds_until_due(state, spec.rollout, self.wall_clock())
 
     async def refresh_status(
         self, namespace: str, name: str, *, unless: Callable[[], bool] | None = None
@@ -188,30 +320,52 @@ class Reconciler:
                 ready is None
                 or ready.get("reason") in status.UNRESOLVED_REASONS
                 or previous.get("observedGeneration") != meta.get("generation")
+                # A canary coming up or a promotion rolling out: the Deployments' progress moves the rollout.
+                or (previous.get("rollout") or {}).get("phase") in rollout.WAITING_ON_DEPLOYMENTS
             ):
                 return await self._reconcile(body)
             try:
                 spec = parse_spec(name, body.get("spec"))
             except InvalidSpecError:
                 return await self._reconcile(body)
+            state = rollout.State.from_status(previous.get("rollout")) if spec.rollout.canary else None
+            release = builders.Release(canary=rollout.canary_mode(state)) if state is not None else None
             children = builders.build_children(
-                name, namespace, spec, uid=meta.get("uid"), cluster_domain=self.cluster_domain
+                name,
+                namespace,
+                spec,
+                uid=meta.get("uid"),
+                cluster_domain=self.cluster_domain,
+                release=release,
             )
             routing: status.RoutingState = "disabled"
             if children.virtual_service is not None:
-                routing = "applied" if await self._virtual_service_version() else "istio-missing"
+                served = await self._served()
+                routing = "applied" if served[VIRTUAL_SERVICE_KIND] else "istio-missing"
             result = Result(owner=body)
             observed = await self._observe(namespace, name, children, routing, {})
-            await self._report(result, spec, meta.get("generation"), observed)
+            await self._report(result, spec, meta.get("generation"), observed, keep_rollout=True)
             return result
 
     async def _report(
-        self, result: Result, spec: SentimentModelSpec, generation: int | None, observed: status.Observed
+        self,
+        result: Result,
+        spec: SentimentModelSpec,
+        generation: int | None,
+        observed: status.Observed,
+        *,
+        keep_rollout: bool = False,
     ) -> None:
-        """Compute the status of a valid spec from what was observed, decide its Events, write it."""
+        """Compute the status of a valid spec from what was observed, decide its Events, write it.
+        ``keep_rollout``: status.rollout stays as the last reconcile wrote it (a status refresh)."""
         meta = result.owner.get("metadata", {})
         namespace, name = str(meta["namespace"]), str(meta["name"])
         previous: Mapping[str, Any] = result.owner.get("status") or {}
+        rollout_status: Mapping[str, Any] | None = None
+        if keep_rollout:
+            rollout_status = previous.get("rollout") if spec.rollout.canary else None
+        elif result.rollout_decision is not None and result.rollout_decision.state is not None:
+            rollout_status = result.rollout_decision.state.to_status(spec.rollout)
         new_status = status.compute_status(
             name=name,
             url=builders.inference_url(name, namespace, spec, self.cluster_domain),
@@ -221,6 +375,7 @@ class Reconciler:
             previous=previous,
             now=self.clock(),
             not_owned=result.not_owned,
+            rollout=rollout_status,
         )
         result.events += events.change_events(
             applied=result.applied,
@@ -228,6 +383,20 @@ class Reconciler:
             previous=previous,
             new_status=new_status,
             routing_enabled=spec.routing.enabled,
+        )
+        if result.rollout_decision is not None:
+            result.events += result.rollout_decision.events
+        ready = status.ready_of(new_status)
+        weights = (rollout_status or {}) if spec.rollout.canary else {}
+        self.metrics.model(
+            namespace,
+            name,
+            ready=ready is not None and ready.get("status") == "True",
+            weights={
+                names.TRACK_STABLE: int(weights.get("stableWeight", 100)),
+                names.TRACK_CANARY: int(weights.get("canaryWeight", 0)),
+                MIRROR_TRACK: int(weights.get("mirrorWeight", 0)),
+            },
         )
         await self._write_status(namespace, name, previous, new_status, result)
 
@@ -257,12 +426,18 @@ class Reconciler:
             routing=routing,
         )
 
-    async def _virtual_service_version(self) -> str | None:
-        """The newest VirtualService version the cluster serves (discovery), or None without Istio."""
-        for kind in kinds.child_kind(VIRTUAL_SERVICE_KIND).versions:
-            if await self.kube.serves(kind):
-                return kind.api_version
-        return None
+    async def _served(self) -> dict[str, str | None]:
+        """Per optional child kind (VirtualService, ServiceMonitor), the newest apiVersion the cluster serves
+        (discovery), or None where its add-on is not installed."""
+        served: dict[str, str | None] = {}
+        for child in kinds.CHILD_KINDS:
+            if child.optional:
+                served[child.kind.kind] = None
+                for kind in child.versions:
+                    if await self.kube.serves(kind):
+                        served[child.kind.kind] = kind.api_version
+                        break
+        return served
 
     async def _get(self, api_version: str, kind: str, namespace: str, name: str) -> JSONObj | None:
         return await self.kube.get(kind_of(api_version, kind), namespace, name)
@@ -274,10 +449,10 @@ class Reconciler:
         uid: str | None,
         children: builders.Children,
         result: Result,
-        virtual_service_version: str | None,
+        served: Mapping[str, str | None],
     ) -> None:
-        """Delete objects with our labels and ownerReference that the spec no longer wants
-        (``virtual_service_version``: the one the cluster serves, None without Istio)."""
+        """Delete objects with our labels and ownerReference that the spec no longer wants (``served``: the
+        version of each optional kind the cluster serves, None where it serves none)."""
         wanted = children.keys()
         selector = names.instance_selector(name)
         for child in kinds.CHILD_KINDS:
@@ -290,10 +465,11 @@ class Reconciler:
                         live = await self.kube.get(kind, namespace, obj_name)
                         candidates += [live] if live is not None else []
             else:
-                if kind_name == VIRTUAL_SERVICE_KIND:
-                    if virtual_service_version is None:
-                        continue  # Istio not installed: nothing of that kind can exist
-                    kind = kind_of(virtual_service_version, kind_name)
+                if child.optional:
+                    version = served.get(kind_name)
+                    if version is None:
+                        continue  # its add-on is not installed: nothing of that kind can exist
+                    kind = kind_of(version, kind_name)
                 try:
                     candidates = await self.kube.list(kind, namespace, selector)
                 except KindMissing:
@@ -316,5 +492,6 @@ class Reconciler:
     ) -> None:
         if not status.status_changed(previous, new_status):
             return
-        await self.kube.patch(SENTIMENT_MODEL, namespace, name, {"status": new_status}, subresource="status")
+        patch = {"status": status.merge_patch(previous, new_status)}
+        await self.kube.patch(SENTIMENT_MODEL, namespace, name, patch, subresource="status")
         result.status = new_status

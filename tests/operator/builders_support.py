@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sentiment_operator.builders import Children, build_children
+from sentiment_operator.builders import Children, Release, build_children
 from sentiment_operator.spec import parse_spec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,10 +25,10 @@ def load_models(path: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
 
 
-def children_of(doc: dict[str, Any], uid: str | None = None) -> Children:
+def children_of(doc: dict[str, Any], uid: str | None = None, release: Release | None = None) -> Children:
     meta = doc["metadata"]
     spec = parse_spec(meta["name"], doc.get("spec"))
-    return build_children(meta["name"], meta.get("namespace", "default"), spec, uid=uid)
+    return build_children(meta["name"], meta.get("namespace", "default"), spec, uid=uid, release=release)
 
 
 def all_example_objects() -> Iterator[tuple[str, dict[str, Any]]]:

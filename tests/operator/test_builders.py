@@ -43,6 +43,7 @@ def test_default_children_and_names() -> None:
         ("Service", "demo"),
         ("Deployment", "demo"),
         ("HorizontalPodAutoscaler", "demo"),
+        ("ServiceMonitor", "demo"),
     ]
     assert children.keys() == {
         (o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in children.objects()

@@ -1,5 +1,6 @@
 """Every rendered object is valid for the real API: kubernetes-validate (1.30 and the newest schema it ships),
-and the VirtualService against Istio's CRD schema (tests/istio_schema.py, from a PyPI package)."""
+the VirtualService against Istio's CRD schema (tests/istio_schema.py) and the ServiceMonitor against the
+Prometheus operator's (tests/monitoring_schema.py), both from PyPI packages."""
 
 from __future__ import annotations
 
@@ -9,8 +10,12 @@ from typing import Any
 
 import istio_schema
 import kubernetes_validate
+import monitoring_schema
 import pytest
 from builders_support import all_example_objects, children_of, model
+from sentiment_operator.builders import Release
+from sentiment_operator.spec import parse_spec
+from sentiment_operator.traffic import TrafficSplit
 
 K8S_VERSIONS = ["1.30.0", kubernetes_validate.utils.latest_version()]
 EXAMPLE_OBJECTS = list(all_example_objects())
@@ -39,7 +44,28 @@ EXTRA_MODELS = [
     ),
 ]
 EXTRA_OBJECTS = [("extra", obj) for doc in EXTRA_MODELS for obj in children_of(doc, uid="u-1").objects()]
+# A canary rollout's states: mirrored, weighted (with the stable on the old template), rolled back.
+ROLLOUT = model(
+    name="rolling",
+    image="ghcr.io/sentiment-operator/inference:0.2.0",
+    routing={"enabled": True},
+    monitoring={"interval": "1s", "labels": {"release": "kube-prometheus-stack"}},
+    rollout={"strategy": "Canary", "mirrorPercent": 30, "interval": "2s"},
+)
+OLD = parse_spec("rolling", {**ROLLOUT["spec"], "image": "ghcr.io/sentiment-operator/inference:0.1.0"})
+RELEASES = [
+    Release(stable_spec=OLD, canary="serving", split=TrafficSplit(mirror=30)),
+    Release(stable_spec=OLD, canary="serving", split=TrafficSplit(75, 25)),
+    Release(stable_spec=OLD, canary="scaled-down"),
+]
+EXTRA_OBJECTS += [
+    (f"rollout-{index}", obj)
+    for index, release in enumerate(RELEASES)
+    for obj in children_of(ROLLOUT, uid="u-2", release=release).objects()
+]
 ALL_OBJECTS = EXAMPLE_OBJECTS + EXTRA_OBJECTS
+# Kinds of add-ons' CRDs, which kubernetes-validate does not know: checked against their own schemas below.
+ADD_ON_KINDS = ("VirtualService", "ServiceMonitor")
 
 
 def _id(item: tuple[str, dict[str, Any]]) -> str:
@@ -56,12 +82,13 @@ def test_there_is_something_to_validate() -> None:
         "PodDisruptionBudget",
         "NetworkPolicy",
         "VirtualService",
+        "ServiceMonitor",
     }
     assert kinds == expected
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
-@pytest.mark.parametrize("item", [i for i in ALL_OBJECTS if i[1]["kind"] != "VirtualService"], ids=_id)
+@pytest.mark.parametrize("item", [i for i in ALL_OBJECTS if i[1]["kind"] not in ADD_ON_KINDS], ids=_id)
 def test_kubernetes_schema(item: tuple[str, dict[str, Any]], version: str) -> None:
     kubernetes_validate.validate(item[1], version, strict=True)
 
@@ -99,6 +126,46 @@ def test_virtual_service_matches_the_istio_crd(item: tuple[str, dict[str, Any]])
 
 def test_virtual_services_are_rendered() -> None:
     assert len(VIRTUAL_SERVICES) >= 4
+    mirrored = [obj for _, obj in VIRTUAL_SERVICES if "mirror" in obj["spec"]["http"][0]]
+    assert mirrored, "the mirrored step is schema-checked too"
+
+
+SERVICE_MONITORS = [i for i in ALL_OBJECTS if i[1]["kind"] == "ServiceMonitor"]
+
+
+@pytest.mark.parametrize("item", SERVICE_MONITORS, ids=_id)
+def test_service_monitor_matches_the_prometheus_operator_crd(item: tuple[str, dict[str, Any]]) -> None:
+    obj = item[1]
+    monitoring_schema.validate(obj)
+    kubernetes_validate.validate(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": obj["metadata"]}, "1.30.0", strict=True
+    )
+
+
+def _broken_monitor(change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    obj = copy.deepcopy(SERVICE_MONITORS[0][1])
+    monitoring_schema.validate(obj)  # valid before the change, so the change is what is refused
+    change(obj)
+    return obj
+
+
+@pytest.mark.parametrize(
+    ("change", "refused"),
+    [
+        (
+            lambda o: o["spec"]["endpoints"][0].update(intervall="5s"),
+            r"endpoints\[0\]\.intervall: unknown field",
+        ),
+        (lambda o: o["spec"]["endpoints"][0]["relabelings"][0].update(action="Rename"), r"action"),
+        (lambda o: o["spec"]["endpoints"][0].update(honorLabels="yes"), r"honorLabels"),
+        (lambda o: o["spec"].pop("selector"), r"selector\s+Field required"),
+        (lambda o: o.update(kind="ServiceMonitorr"), r"no Prometheus operator schema"),
+    ],
+    ids=["unknown field", "bad enum", "wrong type", "missing required", "unknown kind"],
+)
+def test_monitoring_schema_is_strict(change: Callable[[dict[str, Any]], None], refused: str) -> None:
+    with pytest.raises(monitoring_schema.MonitoringSchemaError, match=refused):
+        monitoring_schema.validate(_broken_monitor(change))
 
 
 def _broken(change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:

@@ -17,29 +17,40 @@ from ..names import (
     service_host,
 )
 from ..spec import SentimentModelSpec
+from ..traffic import ALL_STABLE, TrafficSplit
 from .common import Manifest, metadata
 
 
 def _virtual_service(
-    name: str, namespace: str, spec: SentimentModelSpec, uid: str | None, cluster_domain: str
+    name: str,
+    namespace: str,
+    spec: SentimentModelSpec,
+    uid: str | None,
+    cluster_domain: str,
+    split: TrafficSplit = ALL_STABLE,
 ) -> Manifest:
+    """The route of the model's gateway path to its Service, weighted (and mirrored) to the canary as
+    ``split`` says."""
     routing = spec.routing
     server_prefix = spec.path_prefix(name)
     gateway_prefix = spec.gateway_prefix(name)
-    canary_weight = routing.canary.weight if routing.canary is not None else 0
+
+    def destination(target: str) -> dict[str, Any]:
+        return {"host": service_host(target, namespace, cluster_domain), "port": {"number": spec.server.port}}
+
     destinations: list[dict[str, Any]] = []
-    for target, weight in ((name, 100 - canary_weight), (canary_name(name), canary_weight)):
+    for target, weight in ((name, split.stable), (canary_name(name), split.canary)):
         if weight > 0:
-            destinations.append(
-                {
-                    "destination": {
-                        "host": service_host(target, namespace, cluster_domain),
-                        "port": {"number": spec.server.port},
-                    }
-                }
-            )
-            if routing.canary is not None and canary_weight not in (0, 100):
+            destinations.append({"destination": destination(target)})
+            if split.canary not in (0, 100):
                 destinations[-1]["weight"] = weight
+    mirror: dict[str, Any] = {}
+    if split.mirror > 0:
+        # Istio sends the copy with "-shadow" appended to the Host and discards its answer.
+        mirror = {
+            "mirror": destination(canary_name(name)),
+            "mirrorPercentage": {"value": float(split.mirror)},
+        }
 
     # "/project" must not also match "/projects": match the exact path and the prefix with a slash.
     pairs: list[tuple[dict[str, str], str | None]]
@@ -58,7 +69,9 @@ def _virtual_service(
         ]
     http: list[dict[str, Any]] = []
     if all(rewrite is None for _, rewrite in pairs):
-        http.append({"name": name, "match": [{"uri": uri} for uri, _ in pairs], "route": destinations})
+        http.append(
+            {"name": name, "match": [{"uri": uri} for uri, _ in pairs], "route": destinations, **mirror}
+        )
     else:
         for index, (uri, rewrite) in enumerate(pairs):
             http.append(
@@ -67,6 +80,7 @@ def _virtual_service(
                     "match": [{"uri": uri}],
                     "rewrite": {"uri": rewrite},
                     "route": destinations,
+                    **mirror,
                 }
             )
     return {

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import sentiment_contract as C
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..names import RESERVED_INIT_CONTAINERS, SERVER_CONTAINER, canary_name
 from ..podsecurity import RESTRICTED_CONTAINER_CONTEXT, container_violations, restricted_pod_context
@@ -27,13 +27,16 @@ from .base import (
     SINGULAR,
     InvalidSpecError,
     SpecFieldError,
+    _cel,
     _dotted,
     _plain,
     _Spec,
 )
 from .cache import CacheSpec
 from .model import ModelSpec, ResourceRequirements
-from .quantities import parse_quantity, parse_redis_memory
+from .monitoring import MonitoringSpec
+from .quantities import parse_duration, parse_quantity, parse_redis_memory
+from .rollout import SCRAPES_PER_WINDOW, AnalysisSpec, RolloutSpec
 from .routing import NetworkPolicySpec, RoutingSpec
 from .scaling import AutoscalingSpec, DisruptionBudgetSpec
 from .server import ServerSpec
@@ -46,11 +49,15 @@ __all__ = [
     "SERVER_ENV_NAMES",
     "SHORT_NAMES",
     "SINGULAR",
+    "AnalysisSpec",
     "InvalidSpecError",
     "ModelSpec",
+    "MonitoringSpec",
+    "RolloutSpec",
     "SentimentModelSpec",
     "SpecFieldError",
     "check_name",
+    "parse_duration",
     "parse_quantity",
     "parse_redis_memory",
     "parse_spec",
@@ -62,6 +69,26 @@ _ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 
 class SentimentModelSpec(_Spec):
     """The desired state of one sentiment-analysis service."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "!has(self.rollout) || !has(self.rollout.strategy) || "
+                    "self.rollout.strategy != 'Canary' || "
+                    "(has(self.routing) && has(self.routing.enabled) && self.routing.enabled)",
+                    "rollout strategy Canary moves gateway traffic: it needs routing.enabled",
+                    ".rollout.strategy",
+                ),
+                _cel(
+                    "!has(self.rollout) || !has(self.rollout.strategy) || "
+                    "self.rollout.strategy != 'Canary' || !has(self.routing) || !has(self.routing.canary)",
+                    "rollout strategy Canary and a manual routing.canary cannot be combined",
+                    ".routing.canary",
+                ),
+            ]
+        }
+    )
 
     model: ModelSpec = Field(ModelSpec(), description="The model to serve.")
     image: str = Field(DEFAULT_IMAGE, min_length=1, description="Inference server image.")
@@ -119,6 +146,12 @@ class SentimentModelSpec(_Spec):
     autoscaling: AutoscalingSpec = Field(AutoscalingSpec(), description="Horizontal pod autoscaling.")
     routing: RoutingSpec = Field(RoutingSpec(), description="Istio routing.")
     network_policy: NetworkPolicySpec = Field(NetworkPolicySpec(), description="Network isolation.")
+    monitoring: MonitoringSpec = Field(
+        MonitoringSpec(), description="Prometheus scraping of the server pods."
+    )
+    rollout: RolloutSpec = Field(
+        RolloutSpec(), description="How a new pod template rolls out: at once, or as an analysed canary."
+    )
 
     @field_validator("topology_spread")
     @classmethod
@@ -168,6 +201,32 @@ class SentimentModelSpec(_Spec):
             if not isinstance(item.get("image"), str) or not item["image"]:
                 raise SpecFieldError(f"[{index}].image", "is required")
         return value
+
+    @model_validator(mode="after")
+    def _rollout_checks(self) -> SentimentModelSpec:
+        rollout = self.rollout
+        if not rollout.canary:
+            return self
+        if not self.routing.enabled:
+            raise SpecFieldError(
+                "rollout.strategy",
+                "Canary moves gateway traffic between the stable and the canary version: it needs "
+                "routing.enabled: true",
+            )
+        if self.routing.canary is not None:
+            raise SpecFieldError(
+                "routing.canary",
+                "a manual canary and rollout strategy Canary cannot be combined: remove routing.canary "
+                "(the rollout runs its own canary) or use strategy Immediate",
+            )
+        scrape = parse_duration(self.monitoring.interval)
+        if rollout.interval_seconds < SCRAPES_PER_WINDOW * scrape:
+            raise SpecFieldError(
+                "rollout.interval",
+                f"{rollout.interval} holds fewer than {SCRAPES_PER_WINDOW} scrapes of "
+                f"monitoring.interval {self.monitoring.interval}: a step's analysis would never have data",
+            )
+        return self
 
     @model_validator(mode="after")
     def _cross_checks(self) -> SentimentModelSpec:

@@ -1,0 +1,44 @@
+"""Prometheus operator objects (the ServiceMonitor the operator renders, the example PrometheusRule)
+validated against the Prometheus operator's own CRD schemas, as packaged on PyPI
+(cloudcoil-models-prometheus-operator: pydantic models generated from its CRDs, pinned in
+requirements/dev.txt).
+Imported by name: tests/ is on sys.path through its conftest.
+
+As for Istio (tests/istio_schema.py, whose strictness this shares): an unknown field, a wrong type and a value
+the model would have to coerce are refused, since the API server would prune or reject them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pydantic
+from cloudcoil.models.prometheus_operator import v1
+from istio_schema import differences
+
+MODELS: dict[tuple[str, str], type[pydantic.BaseModel]] = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): v1.ServiceMonitor,
+    ("monitoring.coreos.com/v1", "PrometheusRule"): v1.PrometheusRule,
+}
+
+
+class MonitoringSchemaError(ValueError):
+    """The object is not what the Prometheus operator's CRD schema accepts unchanged."""
+
+
+def validate(obj: dict[str, Any]) -> None:
+    """Raise MonitoringSchemaError unless ``obj`` is valid for its kind's schema and survives it intact."""
+    key = (obj.get("apiVersion", ""), obj.get("kind", ""))
+    model = MODELS.get(key)
+    if model is None:
+        raise MonitoringSchemaError(
+            f"no Prometheus operator schema for {key[0]} {key[1]} (known: {sorted(MODELS)})"
+        )
+    try:
+        parsed = model.model_validate(obj)
+    except pydantic.ValidationError as exc:
+        raise MonitoringSchemaError(str(exc)) from exc
+    kept = parsed.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    problems = differences(obj, kept, key[1])
+    if problems:
+        raise MonitoringSchemaError("; ".join(problems))
