@@ -84,6 +84,14 @@ class Reconciler:
         self._sources: dict[str, MetricsSource] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
+    async def close(self) -> None:
+        """Close the Prometheus clients (their HTTP sessions)."""
+        for source in self._sources.values():
+            closer = getattr(source, "close", None)
+            if closer is not None:
+                await closer()
+        self._sources.clear()
+
     def lock(self, namespace: str, name: str) -> asyncio.Lock:
         """One reconcile per SentimentModel at a time (handlers, timers and child watches all call in)."""
         return self._locks.setdefault((namespace, name), asyncio.Lock())
@@ -139,6 +147,7 @@ class Reconciler:
                 error=error, generation=generation, previous=previous, now=self.clock()
             )
             result.events += events.invalid_spec_events(previous, f"{error.field}: {error.message}")
+            self.metrics.ready.labels(namespace, name).set(0)
             await self._write_status(namespace, name, previous, new_status, result)
             return result
 

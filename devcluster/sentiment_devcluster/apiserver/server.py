@@ -70,6 +70,11 @@ CORE_RESOURCES: tuple[tuple[str, str, bool, tuple[str, ...]], ...] = (
     ("serving.sentiment.dev/v1alpha1/sentimentmodels", "SentimentModel", True, ("status",)),
 )
 ISTIO_RESOURCE = ("networking.istio.io/v1/virtualservices", "VirtualService", True, ("status",))
+# The Prometheus operator's CRDs that the operator writes (a ServiceMonitor per model) or ships (a rule).
+PROMETHEUS_OPERATOR_RESOURCES: tuple[tuple[str, str, bool, tuple[str, ...]], ...] = (
+    ("monitoring.coreos.com/v1/servicemonitors", "ServiceMonitor", True, ()),
+    ("monitoring.coreos.com/v1/prometheusrules", "PrometheusRule", True, ()),
+)
 VERBS = {"get", "list", "watch", "create", "patch", "update", "delete"}
 
 _BREAK = "__BREAK_WATCH__"
@@ -161,6 +166,10 @@ class ApiServer(kmock.KubernetesEmulator):
         path, kind, namespaced, subresources = ISTIO_RESOURCE
         served = (path.replace("/v1/", f"/{version}/"), kind, namespaced, subresources)
         self.register((served,))
+
+    def install_prometheus_operator(self) -> None:
+        """Serve the Prometheus operator's ServiceMonitor and PrometheusRule (monitoring.coreos.com/v1)."""
+        self.register(PROMETHEUS_OPERATOR_RESOURCES)
 
     # --- fault injection ---------------------------------------------------------------------------------
 
