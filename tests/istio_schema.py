@@ -44,17 +44,24 @@ def differences(sent: Any, kept: Any, path: str) -> list[str]:
     return []
 
 
-def validate(obj: dict[str, Any]) -> None:
-    """Raise IstioSchemaError unless ``obj`` is valid for its kind's Istio schema and survives it intact."""
+def validate_with(
+    models: dict[tuple[str, str], type[pydantic.BaseModel]], obj: dict[str, Any], error: type[ValueError]
+) -> None:
+    """Raise ``error`` unless ``obj`` is valid for its kind's model in ``models`` and survives it intact."""
     key = (obj.get("apiVersion", ""), obj.get("kind", ""))
-    model = MODELS.get(key)
+    model = models.get(key)
     if model is None:
-        raise IstioSchemaError(f"no Istio schema for {key[0]} {key[1]} (known: {sorted(MODELS)})")
+        raise error(f"no schema for {key[0]} {key[1]} (known: {sorted(models)})")
     try:
         parsed = model.model_validate(obj)
     except pydantic.ValidationError as exc:
-        raise IstioSchemaError(str(exc)) from exc
+        raise error(str(exc)) from exc
     kept = parsed.model_dump(mode="json", by_alias=True, exclude_unset=True)
     problems = differences(obj, kept, key[1])
     if problems:
-        raise IstioSchemaError("; ".join(problems))
+        raise error("; ".join(problems))
+
+
+def validate(obj: dict[str, Any]) -> None:
+    """Raise IstioSchemaError unless ``obj`` is valid for its kind's Istio schema and survives it intact."""
+    validate_with(MODELS, obj, IstioSchemaError)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pydantic
 from cloudcoil.models.prometheus_operator import v1
-from istio_schema import differences
+from istio_schema import validate_with
 
 MODELS: dict[tuple[str, str], type[pydantic.BaseModel]] = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): v1.ServiceMonitor,
@@ -28,17 +28,4 @@ class MonitoringSchemaError(ValueError):
 
 def validate(obj: dict[str, Any]) -> None:
     """Raise MonitoringSchemaError unless ``obj`` is valid for its kind's schema and survives it intact."""
-    key = (obj.get("apiVersion", ""), obj.get("kind", ""))
-    model = MODELS.get(key)
-    if model is None:
-        raise MonitoringSchemaError(
-            f"no Prometheus operator schema for {key[0]} {key[1]} (known: {sorted(MODELS)})"
-        )
-    try:
-        parsed = model.model_validate(obj)
-    except pydantic.ValidationError as exc:
-        raise MonitoringSchemaError(str(exc)) from exc
-    kept = parsed.model_dump(mode="json", by_alias=True, exclude_unset=True)
-    problems = differences(obj, kept, key[1])
-    if problems:
-        raise MonitoringSchemaError("; ".join(problems))
+    validate_with(MODELS, obj, MonitoringSchemaError)

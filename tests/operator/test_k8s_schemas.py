@@ -159,7 +159,10 @@ def _broken_monitor(change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
         (lambda o: o["spec"]["endpoints"][0]["relabelings"][0].update(action="Rename"), r"action"),
         (lambda o: o["spec"]["endpoints"][0].update(honorLabels="yes"), r"honorLabels"),
         (lambda o: o["spec"].pop("selector"), r"selector\s+Field required"),
-        (lambda o: o.update(kind="ServiceMonitorr"), r"no Prometheus operator schema"),
+        (
+            lambda o: o.update(kind="ServiceMonitorr"),
+            r"no schema for monitoring.coreos.com/v1 ServiceMonitorr",
+        ),
     ],
     ids=["unknown field", "bad enum", "wrong type", "missing required", "unknown kind"],
 )
@@ -212,5 +215,7 @@ def test_istio_schema_rejects_a_missing_required_field() -> None:
 
 def test_istio_schema_rejects_a_kind_it_does_not_know() -> None:
     obj = _broken(lambda o: o.update(apiVersion="networking.istio.io/v1alpha9"))
-    with pytest.raises(istio_schema.IstioSchemaError, match="no Istio schema"):
+    with pytest.raises(
+        istio_schema.IstioSchemaError, match=r"no schema for networking\.istio\.io/v1alpha9 VirtualService"
+    ):
         istio_schema.validate(obj)

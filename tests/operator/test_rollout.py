@@ -80,27 +80,19 @@ class Walk:
             canary=self.revision if canary == READY else None,
             stable=self.revision if stable_rolled_out else "r0",
         )
-        decision = advance(
-            previous,
-            spec=spec,
-            raw_spec=self.raw,
-            revision=self.revision,
-            now=self.now,
-            observed=observed,
-            action=action,
-        )
+        # As the reconciler does: decide, and when a step is due, decide again with its analysis.
+        inputs: dict[str, Any] = {
+            "spec": spec,
+            "raw_spec": self.raw,
+            "revision": self.revision,
+            "now": self.now,
+            "observed": observed,
+            "action": action,
+        }
+        decision = advance(previous, **inputs)
         if analysis is not None:
             assert wants_analysis(decision.state, spec, self.now), "the analysis is not due"
-            decision = advance(
-                previous,
-                spec=spec,
-                raw_spec=self.raw,
-                revision=self.revision,
-                now=self.now,
-                observed=observed,
-                analysis=analysis,
-                action=action,
-            )
+            decision = advance(previous, **inputs, analysis=analysis)
         self.status = decision.state.to_status(spec) if decision.state is not None else None
         assert State.from_status(self.status) == decision.state, "status does not hold the whole state"
         self.decisions.append(decision)
@@ -108,6 +100,15 @@ class Walk:
 
     def reasons(self, decision: Decision) -> list[tuple[str, str]]:
         return [(event.type, event.reason) for event in decision.events]
+
+
+def progressing() -> Walk:
+    """A rollout of revision r2 whose canary just became available: at its first step."""
+    walk = Walk()
+    walk.change("r2")
+    walk.step(NOT_READY)
+    walk.step(READY)
+    return walk
 
 
 def test_the_first_reconcile_records_the_stable_and_starts_nothing() -> None:
@@ -173,10 +174,7 @@ def test_a_good_canary_goes_through_every_step_and_is_promoted() -> None:
 
 
 def test_failed_analyses_use_the_budget_then_roll_back_once() -> None:
-    walk = Walk()
-    walk.change("r2")
-    walk.step(NOT_READY)
-    walk.step(READY)
+    walk = progressing()
     first = walk.step(after=10, analysis=FAILED)
     assert first.state is not None
     assert first.state.phase == Phase.PROGRESSING
@@ -209,10 +207,7 @@ def test_failed_analyses_use_the_budget_then_roll_back_once() -> None:
 
 
 def test_a_passed_analysis_between_failures_keeps_the_count() -> None:
-    walk = Walk()
-    walk.change("r2")
-    walk.step(NOT_READY)
-    walk.step(READY)
+    walk = progressing()
     walk.step(after=10, analysis=FAILED)
     passed = walk.step(after=10, analysis=PASSED)
     assert passed.state is not None
@@ -224,10 +219,7 @@ def test_a_passed_analysis_between_failures_keeps_the_count() -> None:
 
 
 def test_no_data_holds_the_step_and_rolls_back_after_the_timeout() -> None:
-    walk = Walk()
-    walk.change("r2")
-    walk.step(NOT_READY)
-    walk.step(READY)
+    walk = progressing()
     held = walk.step(after=10, analysis=NO_DATA)
     assert held.state is not None
     assert held.state.phase == Phase.PROGRESSING
@@ -248,10 +240,7 @@ def test_no_data_holds_the_step_and_rolls_back_after_the_timeout() -> None:
 
 
 def test_data_coming_back_ends_the_hold() -> None:
-    walk = Walk()
-    walk.change("r2")
-    walk.step(NOT_READY)
-    walk.step(READY)
+    walk = progressing()
     walk.step(after=10, analysis=NO_DATA)
     moved = walk.step(after=10, analysis=PASSED)
     assert moved.state is not None
@@ -277,10 +266,7 @@ def test_a_canary_that_never_becomes_available_rolls_back_at_the_deadline() -> N
 
 
 def test_a_spec_change_during_the_rollout_restarts_it_and_back_to_stable_cancels_it() -> None:
-    walk = Walk()
-    walk.change("r2")
-    walk.step(NOT_READY)
-    walk.step(READY)
+    walk = progressing()
     walk.step(after=10, analysis=PASSED)
     walk.change("r3")
     restarted = walk.step(NOT_READY)
@@ -297,10 +283,7 @@ def test_a_spec_change_during_the_rollout_restarts_it_and_back_to_stable_cancels
 
 
 def test_a_spec_change_during_the_promotion_finishes_it_and_starts_the_next() -> None:
-    walk = Walk()
-    walk.change("r2")
-    walk.step(NOT_READY)
-    walk.step(READY)
+    walk = progressing()
     walk.step(after=10, analysis=PASSED)
     walk.step(after=10, analysis=PASSED)
     assert walk.state.phase == Phase.PROMOTING
@@ -358,10 +341,7 @@ def test_abort_rolls_back_in_flight_with_one_warning(phase_steps: int) -> None:
 
 
 def test_promote_now_skips_the_remaining_analysis() -> None:
-    walk = Walk()
-    walk.change("r2")
-    walk.step(NOT_READY)
-    walk.step(READY)
+    walk = progressing()
     promoted = walk.step(READY, action="Promote")
     assert promoted.state is not None
     assert promoted.state.phase == Phase.PROMOTING
@@ -381,10 +361,7 @@ def test_promote_takes_a_rolled_back_revision_when_asked() -> None:
 
 
 def test_pause_holds_every_move_and_resume_gives_the_step_a_whole_interval() -> None:
-    walk = Walk()
-    walk.change("r2")
-    walk.step(NOT_READY)
-    walk.step(READY)
+    walk = progressing()
     paused = walk.step(READY, after=5, action="pause")
     assert paused.state is not None
     assert paused.state.paused
@@ -452,3 +429,13 @@ def test_unreadable_status_starts_afresh() -> None:
     assert State.from_status(None) is None
     assert State.from_status({"phase": "Progressing"}) is None
     assert State.from_status({"phase": "Nonsense", "stableRevision": "r", "stableSpec": {}}) is None
+
+
+def test_the_metrics_know_every_outcome_and_verdict() -> None:
+    from typing import get_args
+
+    from sentiment_operator import metrics, rollout
+    from sentiment_operator.analysis import Verdict
+
+    assert set(get_args(rollout.Outcome)) == set(metrics.ROLLOUT_OUTCOMES)
+    assert {v.value for v in Verdict} == set(metrics.ANALYSIS_VERDICTS)
