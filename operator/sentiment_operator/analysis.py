@@ -119,7 +119,9 @@ def queries(namespace: str, model: str, window_seconds: float) -> dict[str, str]
     track = SERIES_LABEL_TRACK
     return {
         "requests": f"sum by ({track}) (increase({C.REQUESTS.name}{requests}{window}))",
-        "errors": f"sum by ({track}) (increase({C.REQUESTS.name}{errors}{window}))",
+        # "or ... * 0": a side without a single error has 0 errors, not no number at all.
+        "errors": f"sum by ({track}) (increase({C.REQUESTS.name}{errors}{window})) "
+        f"or sum by ({track}) (increase({C.REQUESTS.name}{requests}{window})) * 0",
         "p99": f"histogram_quantile(0.99, sum by ({track}, le) "
         f"(rate({C.REQUEST_SECONDS.name}{requests}{window})))",
         "labels": f"sum by ({track}, label) "

@@ -14,6 +14,7 @@ test prints its timeline (times, phases, weights and the analyses' numbers) and 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from collections.abc import Iterator
@@ -27,6 +28,9 @@ from e2e_support import ROOT, DevCluster, running_cluster, wait_until
 from sentiment_devcluster.traffic import Traffic
 from sentiment_inference.devmodel import write_devmodel
 from serving import free_port
+
+# A rollout waits for pods, Prometheus' discovery and several analysis windows: minutes on a loaded machine.
+pytestmark = pytest.mark.timeout(600)
 
 NS = "rollouts"
 RATE = 50.0  # requests per second through the gateway (8 clients), the whole time a rollout runs
@@ -415,9 +419,17 @@ def test_every_dashboard_query_answers_with_the_rollouts_numbers(cluster: DevClu
 def test_the_analysis_queries_answer_for_both_tracks(cluster: DevCluster) -> None:
     from sentiment_operator.analysis import queries
 
-    for name, expr in queries(NS, "flip", 900).items():
-        tracks = {r["metric"].get("track") for r in promql(cluster, expr)}
-        assert tracks == {"stable", "canary"}, (name, expr)
+    flip = {name: by(promql(cluster, expr), "track") for name, expr in queries(NS, "flip", 900).items()}
+    errs = {name: by(promql(cluster, expr), "track") for name, expr in queries(NS, "errs", 900).items()}
+    for name in ("requests", "errors", "p99"):
+        assert set(flip[name]) == {("stable",), ("canary",)}, (name, flip[name])
+    assert flip["errors"] == {("stable",): 0.0, ("canary",): 0.0}  # no error: zero, not missing
+    assert errs["errors"][("canary",)] > 0
+    assert errs["errors"][("stable",)] == 0
+    assert all(0 < value < 2.5 for value in flip["p99"].values())
+    labels = by(promql(cluster, queries(NS, "flip", 900)["labels"]), "track", "label")
+    assert labels[("canary", "NEGATIVE")] > labels[("canary", "POSITIVE")]  # the flipped model's answers
+    assert labels[("stable", "POSITIVE")] > labels[("stable", "NEGATIVE")]
 
 
 def test_the_alerts_fire_on_a_rollback_and_a_model_that_is_not_ready(cluster: DevCluster) -> None:
@@ -461,16 +473,24 @@ def test_the_alerts_fire_on_a_rollback_and_a_model_that_is_not_ready(cluster: De
         what="the alerts firing (not Ready: pending for its 5 minutes)",
     )
     assert firing
-    # The latency and overload alerts compare recorded numbers: those answer for every model and track,
-    # under the thresholds (nothing is slow or refused here), so the alerts stay quiet.
+    # The latency and overload alerts compare recorded numbers: those answer for every model and track that
+    # had traffic in their 5 minutes (NaN for the others: no rate), under the thresholds (nothing is slow or
+    # refused here), so the alerts stay quiet.
     recorded = {r["record"]: r["expr"] for r in groups["sentiment-models.rules"]["rules"]}
-    latency = by(promql(cluster, "sentiment:predict_latency_seconds:p99_5m"), "sentiment_model", "track")
-    assert ("good", "stable") in latency
-    assert all(0 < value < 2 for value in latency.values()), latency
-    overload = by(
-        promql(cluster, recorded["sentiment:predict_overloaded:ratio_5m"]), "sentiment_model", "track"
+
+    def numbers(expr: str) -> dict[tuple[str, ...], float]:
+        return {
+            k: v
+            for k, v in by(promql(cluster, expr), "sentiment_model", "track").items()
+            if not math.isnan(v)
+        }
+
+    latency = wait_until(
+        lambda: numbers("sentiment:predict_latency_seconds:p99_5m"), within=30, what="the recorded p99"
     )
-    assert overload
+    assert all(0 < value < 2 for value in latency.values()), latency
+    overload = numbers(recorded["sentiment:predict_overloaded:ratio_5m"])
+    assert overload.keys() == latency.keys()
     assert set(overload.values()) == {0.0}
     assert promql(cluster, alerts["SentimentPredictLatencyHigh"]) == []
     assert promql(cluster, alerts["SentimentPredictOverloaded"]) == []
