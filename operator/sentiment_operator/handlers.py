@@ -34,6 +34,7 @@ from sentiment_operator.names import (
     VERSION,
 )
 from sentiment_operator.reconciler import Reconciler, Result
+from sentiment_operator.spec import CANARY_STRATEGY
 
 logger = logging.getLogger(__name__)
 
@@ -247,7 +248,12 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig | None = No
     async def resync(body: kopf.Body, name: str, namespace: str | None, memo: Any, **kwargs: Any) -> None:
         await _reconcile_or_raise(_runtime(memo), body, namespace or "", name, int(kwargs.get("retry") or 0))
 
-    @kopf.daemon(*resource, id="rollout-clock", cancellation_timeout=5.0, registry=registry)
+    def _canary(spec: kopf.Spec, **_: Any) -> bool:
+        rollout = spec.get("rollout") or {}
+        return bool(rollout.get("strategy") == CANARY_STRATEGY)
+
+    # Only SentimentModels with strategy Canary have a clock (kopf starts and stops it as the spec changes).
+    @kopf.daemon(*resource, id="rollout-clock", when=_canary, cancellation_timeout=5.0, registry=registry)
     async def rollout_clock(
         stopped: kopf.DaemonStopped, body: kopf.Body, name: str, namespace: str | None, memo: Any, **_: Any
     ) -> None:

@@ -36,12 +36,13 @@ from .cache import CacheSpec
 from .model import ModelSpec, ResourceRequirements
 from .monitoring import MonitoringSpec
 from .quantities import parse_duration, parse_quantity, parse_redis_memory
-from .rollout import SCRAPES_PER_WINDOW, AnalysisSpec, RolloutSpec
+from .rollout import CANARY_STRATEGY, SCRAPES_PER_WINDOW, AnalysisSpec, RolloutSpec
 from .routing import NetworkPolicySpec, RoutingSpec
 from .scaling import AutoscalingSpec, DisruptionBudgetSpec
 from .server import ServerSpec
 
 __all__ = [
+    "CANARY_STRATEGY",
     "DEFAULT_IMAGE",
     "DEFAULT_MODEL_ID",
     "DEFAULT_MODEL_PATH",

@@ -10,6 +10,7 @@ from .base import SpecFieldError, _Spec
 from .quantities import Duration, parse_duration
 
 Strategy = Literal["Immediate", "Canary"]
+CANARY_STRATEGY = "Canary"
 
 # A window needs two scrapes of each pod for a rate; fewer is never enough data.
 SCRAPES_PER_WINDOW = 2
@@ -121,7 +122,7 @@ class RolloutSpec(_Spec):
 
     @property
     def canary(self) -> bool:
-        return self.strategy == "Canary"
+        return self.strategy == CANARY_STRATEGY
 
     @property
     def interval_seconds(self) -> float:
