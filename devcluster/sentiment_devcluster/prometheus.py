@@ -47,6 +47,10 @@ def _free_port(host: str) -> int:
         return int(sock.getsockname()[1])
 
 
+# Prometheus is always on a loopback address: a proxy from the environment (HTTP_PROXY) never applies.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def _duration(seconds: float) -> str:
     """A Prometheus duration ("1500ms")."""
     return f"{int(seconds * 1000)}ms"
@@ -190,7 +194,7 @@ class Prometheus:
             if self.process.poll() is not None:
                 raise PrometheusError(f"prometheus exited: {self.log_file.read_text()[-2000:]}")
             try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as answer:
+                with _OPENER.open(f"{self.url}/-/ready", timeout=2) as answer:
                     if answer.status == 200:
                         return
             except (urllib.error.URLError, OSError):
@@ -228,7 +232,7 @@ class Prometheus:
             url += "?" + urllib.parse.urlencode(params)
         request = urllib.request.Request(url, data=data, method=method)
         try:
-            with urllib.request.urlopen(request, timeout=10) as answer:
+            with _OPENER.open(request, timeout=10) as answer:
                 body = answer.read()
         except urllib.error.HTTPError as exc:
             raise PrometheusError(f"{method} {path}: {exc.code} {exc.read()[:500]!r}") from None

@@ -67,7 +67,8 @@ class Traffic:
         choose = random.Random(index).choice
         period = self.concurrency / self.rate
         following = time.monotonic() + period * index / self.concurrency
-        with httpx.Client(timeout=self.timeout) as client:
+        # Loopback only: never through a proxy from the environment.
+        with httpx.Client(timeout=self.timeout, trust_env=False) as client:
             while not self._stop.wait(max(0.0, following - time.monotonic())):
                 try:
                     status = client.post(self.url, json={"text": [choose(pool)]}).status_code
