@@ -177,29 +177,33 @@ python -m sentiment_devcluster traffic --url "$GATEWAY/reviews/predict" --rate 4
 TRAFFIC_PID=$!
 stop_traffic() { kill "$TRAFFIC_PID" 2>/dev/null || true; wait "$TRAFFIC_PID" 2>/dev/null || true; }
 
-# Print `kubectl get sm NAME` (its Rollout column) whenever it changes, until the rollout reaches PHASE.
+# Print `kubectl get sm NAME` (its Rollout column) whenever it changes, until the rollout has left PHASE (the
+# change was picked up) and come to it again.
 watch_rollout() {
-  local name="$1" phase="$2" last="" line deadline=$((SECONDS + READY_TIMEOUT))
+  local name="$1" phase="$2" last="" line now left=0 deadline=$((SECONDS + READY_TIMEOUT))
   echo "\$ kubectl -n sentiment get sm $name --watch   (until its rollout is $phase)"
   kubectl -n sentiment get sm "$name" | head -1
   while ((SECONDS < deadline)); do
     line=$(kubectl -n sentiment get sm "$name" --no-headers 2>/dev/null || true)
     [[ "$line" != "$last" ]] && { echo "$line"; last="$line"; }
-    [[ "$(kubectl -n sentiment get sm "$name" -o jsonpath='{.status.rollout.phase}')" == "$phase" ]] && return 0
+    now="$(kubectl -n sentiment get sm "$name" -o jsonpath='{.status.rollout.phase}')"
+    [[ "$now" != "$phase" ]] && left=1
+    ((left)) && [[ "$now" == "$phase" ]] && return 0
     sleep 1
   done
   return 1
 }
 analysis() {
-  kubectl -n sentiment get sm reviews -o json | python -c '
+  python - "$(kubectl -n sentiment get sm reviews -o json)" <<'EOF'
 import json, sys
-rollout = json.load(sys.stdin)["status"]["rollout"]
-analysis = rollout.get("lastAnalysis") or {}
-print(f"  last analysis ({analysis.get(\"verdict\")}, samples {analysis.get(\"samples\")}):")
+analysis = json.loads(sys.argv[1])["status"]["rollout"].get("lastAnalysis") or {}
+print(f"  last analysis: {analysis.get('verdict')}, predict requests per side {analysis.get('samples')}")
 for check in analysis.get("checks", []):
-    stable = "" if check.get("stable") is None else f", stable {check[\"stable\"]:.3g}{check[\"unit\"]}"
-    print(f"    {check[\"name\"]:11} canary {check.get(\"canary\", 0):.3g}{check[\"unit\"]}{stable} (limit {check[\"threshold\"]:g}{check[\"unit\"]})")
-'
+    unit = check["unit"]
+    stable = "" if check.get("stable") is None else f", stable {check['stable']:.3g}{unit}"
+    canary = f"{check.get('canary', 0):.3g}{unit}"
+    print(f"    {check['name']:11} canary {canary}{stable} (limit {check['threshold']:g}{unit})")
+EOF
 }
 
 step "A new model version (reviews-v2): mirrored, then 25 % and 50 % of the traffic, each step analysed"
@@ -217,7 +221,19 @@ analysis
 run "kubectl -n sentiment get sm reviews -o jsonpath='{.status.conditions[?(@.type==\"Rollout\")].reason}: {.status.conditions[?(@.type==\"Rollout\")].message}'; echo"
 run kubectl -n sentiment get deployments -l app.kubernetes.io/instance=reviews
 echo "the stable still runs reviews-v2; the spec still says reviews-v3 (a new change starts a new rollout)"
-run "curl -s $(cluster_info prometheus)/api/v1/query --data-urlencode 'query=sentiment_operator_rollouts_total{sentiment_model=\"reviews\"} > 0' | python -c 'import json,sys; [print(\"  rollouts_total\", r[\"metric\"][\"outcome\"], r[\"value\"][1]) for r in json.load(sys.stdin)[\"data\"][\"result\"]]'"
+PROMETHEUS="$(cluster_info prometheus)"
+echo "The operator's own metrics, as Prometheus scraped them (sentiment_operator_rollouts_total by outcome):"
+for _ in $(seq 1 20); do   # a scrape a second: wait for the last outcome to arrive
+  OUTCOMES=$(curl -s "$PROMETHEUS/api/v1/query" --data-urlencode \
+    'query=sentiment_operator_rollouts_total{namespace="sentiment",sentiment_model="reviews"} > 0')
+  [[ "$OUTCOMES" == *rolled_back* ]] && break
+  sleep 0.5
+done
+python - "$OUTCOMES" <<'EOF'
+import json, sys
+for sample in json.loads(sys.argv[1])["data"]["result"]:
+    print("  rollouts_total", sample["metric"]["outcome"], sample["value"][1])
+EOF
 
 # --- 9. delete -------------------------------------------------------------------------------------------------
 step "Deleting everything: the children go with their owners (garbage collection), the pods stop"
