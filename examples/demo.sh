@@ -55,7 +55,7 @@ echo "cluster pid $CLUSTER_PID (log: $LOG)"
 
 TRAFFIC_PID=""
 stop_cluster() {
-  [[ -n "$TRAFFIC_PID" ]] && kill "$TRAFFIC_PID" 2>/dev/null
+  if [[ -n "$TRAFFIC_PID" ]]; then kill "$TRAFFIC_PID" 2>/dev/null || true; fi
   if kill -0 "$CLUSTER_PID" 2>/dev/null; then
     kill -TERM "$CLUSTER_PID" 2>/dev/null || true
     for _ in $(seq 1 300); do kill -0 "$CLUSTER_PID" 2>/dev/null || break; sleep 0.1; done
