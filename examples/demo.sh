@@ -184,9 +184,10 @@ watch_rollout() {
   echo "\$ kubectl -n sentiment get sm $name --watch   (until its rollout is $phase)"
   kubectl -n sentiment get sm "$name" | head -1
   while ((SECONDS < deadline)); do
+    # The phase first: the line read after it shows that phase or a later one.
+    now="$(kubectl -n sentiment get sm "$name" -o jsonpath='{.status.rollout.phase}')"
     line=$(kubectl -n sentiment get sm "$name" --no-headers 2>/dev/null || true)
     [[ "$line" != "$last" ]] && { echo "$line"; last="$line"; }
-    now="$(kubectl -n sentiment get sm "$name" -o jsonpath='{.status.rollout.phase}')"
     [[ "$now" != "$phase" ]] && left=1
     ((left)) && [[ "$now" == "$phase" ]] && return 0
     sleep 1
