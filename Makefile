@@ -88,7 +88,7 @@ DEVMODEL := .cache/demo/model
 cluster: $(STAMP) ## Keep the embedded cluster up for your own kubectl (Ctrl-C stops it); prints the KUBECONFIG
 	@[ -f $(DEVMODEL)/config.json ] || $(VENV)/bin/sentiment-devmodel --out $(DEVMODEL) --train
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m sentiment_devcluster up --state-dir .cache/devcluster \
-	  --model-dir $(DEVMODEL)
+	  --model-dir $(DEVMODEL) --prometheus
 
 .PHONY: bench
 bench: $(STAMP) ## Our server vs the pipeline server it replaces (k6, real redis-server; ~10 min; bench/README.md)

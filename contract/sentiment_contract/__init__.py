@@ -88,3 +88,26 @@ def batch_token_budget(max_batch_tokens: int | None, max_length: int) -> int:
 # trigger, or an HPA Pods metric served by prometheus-adapter): renaming one on either side breaks scaling.
 QUEUE_DEPTH_METRIC: Final = "sentiment_queue_depth"  # texts waiting for, or inside, the model
 IN_FLIGHT_METRIC: Final = "sentiment_requests_in_flight"  # predict requests received and not yet answered
+# --- the series a rollout's analysis reads from the server's /metrics ---------------------------------------
+
+
+@dataclass(frozen=True)
+class Series:
+    """A series the server exposes (its exposition name) and the labels the operator's queries rely on."""
+
+    name: str
+    labels: tuple[str, ...]
+
+
+# Predict requests answered, by route (the path, e.g. "/project/predict") and HTTP status.
+REQUESTS: Final = Series("sentiment_requests_total", ("route", "status"))
+# Their latency (a histogram: the ``_bucket`` series carry ``le`` as well).
+REQUEST_SECONDS: Final = Series("sentiment_request_duration_seconds_bucket", ("route", "le"))
+# Texts answered, by their top label.
+PREDICTIONS: Final = Series("sentiment_predictions_total", ("label",))
+ANALYSED_SERIES: Final = (REQUESTS, REQUEST_SECONDS, PREDICTIONS)
+
+# The routes whose requests are predictions (any prefix): a PromQL regex over ``route``.
+PREDICT_ROUTE_REGEX: Final = ".*/(bulk-)?predict"
+# Statuses a rollout counts as errors: server errors, and 408 (the request did not arrive in time).
+ERROR_STATUS_REGEX: Final = "5..|408"

@@ -1,7 +1,10 @@
-"""``python -m sentiment_devcluster up``: see ``sentiment_devcluster.cluster``."""
+"""``python -m sentiment_devcluster up`` (``sentiment_devcluster.cluster``) or ``traffic``
+(``sentiment_devcluster.traffic``)."""
 
 import sys
 
-from sentiment_devcluster.cluster import main
+from sentiment_devcluster import cluster, traffic
 
-sys.exit(main())
+if sys.argv[1:2] == ["traffic"]:
+    sys.exit(traffic.main(sys.argv[2:]))
+sys.exit(cluster.main())

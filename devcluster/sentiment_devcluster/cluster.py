@@ -1,9 +1,17 @@
-"""The embedded cluster: the API server, the node agent, the Service proxy and the real operator process.
+"""The embedded cluster: the API server, the node agent, the Service proxy, the gateway stand-in and the real
+operator process; with ``--prometheus``, Prometheus as a cluster add-on.
 
 ``python -m sentiment_devcluster up --state-dir DIR --model-dir MODEL`` starts all of it on 127.0.0.0/8,
-writes ``DIR/kubeconfig`` (and ``DIR/cluster.json`` once the operator is ready), prints each Service's
-address as it appears, and runs until SIGINT or SIGTERM; then it stops the operator, every pod and the
-proxies, and exits. Every process it starts is in a process group of its own and dies with it (Linux
+writes ``DIR/kubeconfig`` (and ``DIR/cluster.json`` once the operator is ready: the API server's, the
+gateway's and Prometheus' URLs), prints each Service's address as it appears, and runs until SIGINT or
+SIGTERM; then it stops the operator, every pod and the proxies, and exits.
+
+The API server serves Istio's VirtualService; the gateway (``sentiment_devcluster.gateway``) carries the
+VirtualServices out on one loopback port. ``--prometheus`` also serves the Prometheus operator's kinds and
+runs a real Prometheus configured from the ServiceMonitors (``sentiment_devcluster.monitoring``), scraping
+the operator's own metrics too; the operator is started with ``--prometheus-url`` pointing at it.
+
+Every process it starts is in a process group of its own and dies with it (Linux
 ``PR_SET_PDEATHSIG``), so even a SIGKILL of the cluster leaves nothing running.
 """
 
@@ -21,21 +29,25 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import kmock
 
+from sentiment_devcluster.gateway import Gateway
 from sentiment_devcluster.kubeapi import ClusterApiServer
+from sentiment_devcluster.monitoring import PROMETHEUS_RULES, SERVICE_MONITORS, Endpoint, MonitoringAddon
 from sentiment_devcluster.nodeagent import Launch, NodeAgent, default_images, start_process, stop_process
+from sentiment_devcluster.prometheus import Job, Prometheus
 from sentiment_devcluster.proxy import ProxyThread
 
 log = logging.getLogger("sentiment_devcluster")
 
 NAMESPACES = ("default", "kube-system", "kube-public")
 # Custom resources the cluster can serve on request (``up --serve NAME``): their objects are stored and
-# admitted (KEDA's webhook rule included), but no Istio or KEDA controller acts on them.
+# admitted (KEDA's webhook rule included), but no KEDA controller acts on them. (Istio's VirtualService is
+# always served: the gateway stand-in carries it out.)
 SERVABLE: dict[str, Callable[[ClusterApiServer], None]] = {
-    "istio": lambda api: api.install_istio(),
     "keda": lambda api: api.install_keda(),
 }
 
@@ -70,11 +82,16 @@ class Cluster:
     announce: bool = True
     # Custom resource kinds served besides the built-in ones (``SERVABLE``); nothing acts on them.
     serve: tuple[str, ...] = ()
+    prometheus: bool = False  # run Prometheus as an add-on (and serve the Prometheus operator's kinds)
+    gateway_port: int = 0
     api: ClusterApiServer = field(init=False)
     url: str = ""
     agent: NodeAgent = field(init=False)
     proxy: ProxyThread = field(init=False)
+    gateway: Gateway = field(init=False)
+    monitoring: Prometheus | None = None
     _operator: asyncio.subprocess.Process | None = None
+    _operator_metrics: int = 0
 
     @property
     def kubeconfig_path(self) -> Path:
@@ -94,6 +111,9 @@ class Cluster:
         self.api = ClusterApiServer.for_project()
         async with self.api, kmock.Server(self.api, port=self.port or None) as server:
             self.api.register()
+            self.api.install_istio()
+            if self.prometheus:
+                self.api.install_prometheus_operator()
             for extra in self.serve:
                 SERVABLE[extra](self.api)
             for namespace in NAMESPACES:
@@ -117,10 +137,29 @@ class Cluster:
             self.agent.after_sync = lambda: self.proxy.sync(self.agent.services)
             agent_stop = asyncio.Event()
             agent = asyncio.create_task(self.agent.run(agent_stop))
+            self.gateway = Gateway(
+                lambda: self.api.live_all("networking.istio.io/v1/virtualservices"),
+                lambda namespace, name: self.agent.service_addresses.get((namespace, name)),
+                port=self.gateway_port,
+            )
+            await self.gateway.start()
+            self._say(f"Gateway {self.gateway.url} routes the VirtualServices (weights and mirrors too)")
+            addon: asyncio.Task[None] | None = None
             try:
+                if self.prometheus:
+                    addon = await self._start_prometheus(agent_stop)
                 if self.operator:
                     await self._start_operator()
-                info = {"url": self.url, "kubeconfig": str(self.kubeconfig_path), "pid": os.getpid()}
+                info = {
+                    "url": self.url,
+                    "kubeconfig": str(self.kubeconfig_path),
+                    "pid": os.getpid(),
+                    "gateway": self.gateway.url,
+                    "prometheus": self.monitoring.url if self.monitoring is not None else None,
+                    "operatorMetrics": f"http://127.0.0.1:{self._operator_metrics}/metrics"
+                    if self._operator_metrics
+                    else None,
+                }
                 (self.state_dir / "cluster.json").write_text(json.dumps(info), encoding="utf-8")
                 bin_dir = Path(sys.executable).parent
                 self._say(
@@ -138,8 +177,13 @@ class Cluster:
                 agent_stop.set()
                 with contextlib.suppress(asyncio.CancelledError):
                     await agent
+                    if addon is not None:
+                        await addon
                 await self.agent.shutdown()
                 await self.proxy.close()
+                await self.gateway.close()
+                if self.monitoring is not None:
+                    self.monitoring.stop()
                 (self.state_dir / "cluster.json").unlink(missing_ok=True)
                 self._say("stopped")
 
@@ -152,6 +196,33 @@ class Cluster:
                 self._operator = None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=1.0)
+
+    def _endpoints(self, namespace: str, name: str, port: Any) -> list[Endpoint]:
+        return [
+            Endpoint(pod.name, pod.ip, number, container)
+            for pod, container, number in self.agent.pod_endpoints(namespace, name, port)
+        ]
+
+    async def _start_prometheus(self, stop: asyncio.Event) -> asyncio.Task[None]:
+        """Prometheus on a loopback port: jobs from the ServiceMonitors, and the operator's own metrics."""
+        self._operator_metrics = free_port()
+        self.monitoring = Prometheus(
+            self.state_dir / "prometheus", scrape_interval=1.0, evaluation_interval=1.0
+        )
+        operator_job = Job("sentiment-operator", scrape_interval=1.0)
+        operator_target = [{"targets": [f"127.0.0.1:{self._operator_metrics}"], "labels": {}}]
+        addon = MonitoringAddon(
+            self.monitoring,
+            lambda: self.api.live_all(SERVICE_MONITORS),
+            lambda: list(self.agent.services.values()),
+            self._endpoints,
+            extra=[(operator_job, operator_target)],
+            rules=lambda: self.api.live_all(PROMETHEUS_RULES),
+        )
+        addon.sync()
+        await asyncio.to_thread(self.monitoring.start)
+        self._say(f"Prometheus {self.monitoring.url} scrapes what the ServiceMonitors select")
+        return asyncio.create_task(addon.run(stop))
 
     async def _start_operator(self) -> None:
         """The real operator, ``sentiment-operator run`` on this cluster's kubeconfig, as its own process."""
@@ -168,6 +239,9 @@ class Cluster:
             f"http://127.0.0.1:{liveness}/healthz",
             *self.operator_args,
         ]
+        if self.monitoring is not None:
+            argv += ["--prometheus-url", self.monitoring.url]
+            argv += ["--metrics-port", str(self._operator_metrics), "--metrics-address", "127.0.0.1"]
         launch = Launch(argv, env, str(self.state_dir), self.state_dir / "operator.log")
         self._operator = await start_process(launch)
         self._say(f"operator started (pid {self._operator.pid}; log {launch.log_path})")
@@ -216,6 +290,12 @@ def main(argv: list[str] | None = None) -> int:
         choices=sorted(SERVABLE),
         help="also serve this project's custom resources (stored and admitted; no controller acts on them)",
     )
+    up.add_argument(
+        "--prometheus",
+        action="store_true",
+        help="run Prometheus as an add-on, configured from the ServiceMonitors (rollouts analyse with it)",
+    )
+    up.add_argument("--gateway-port", type=int, default=0, help="the gateway's port on 127.0.0.1")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[devcluster] %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
@@ -227,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
         operator_args=tuple(args.operator_arg),
         poll=args.poll,
         serve=tuple(args.serve),
+        prometheus=args.prometheus,
+        gateway_port=args.gateway_port,
     )
 
     async def run() -> None:

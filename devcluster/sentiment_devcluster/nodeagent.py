@@ -242,9 +242,14 @@ class Pod:
         return not self.terminating and self.phase == "Running" and all(c.ready for c in main)
 
     def port(self, target: Any) -> int | None:
+        found = self.container_port(target)
+        return None if found is None else found[1]
+
+    def container_port(self, target: Any) -> tuple[str, int] | None:
+        """(container name, port number) of a Service's ``targetPort`` (a name or a number) in this pod."""
         for container in self.spec["containers"]:
             with contextlib.suppress(ConfigError):
-                return _port_number(target, container)
+                return str(container["name"]), _port_number(target, container)
         return None
 
     def snapshot(self) -> dict[str, Any]:
@@ -951,6 +956,10 @@ class NodeAgent:
 
     def endpoints(self, namespace: str, name: str, port: dict[str, Any]) -> list[tuple[str, int]]:
         """Ready, non-terminating pods selected by the Service, with the port its ``targetPort`` names."""
+        return [(pod.ip, number) for pod, _, number in self.pod_endpoints(namespace, name, port)]
+
+    def pod_endpoints(self, namespace: str, name: str, port: Mapping[str, Any]) -> list[tuple[Pod, str, int]]:
+        """(pod, container, port) of each ready, non-terminating pod the Service selects: its endpoints."""
         service = self.services.get((namespace, name))
         selector = ((service or {}).get("spec") or {}).get("selector") or {}
         if not selector:
@@ -962,9 +971,9 @@ class NodeAgent:
                 and pod.ready
                 and all(pod.labels.get(k) == v for k, v in selector.items())
             ):
-                target = pod.port(port.get("targetPort", port.get("port")))
+                target = pod.container_port(port.get("targetPort", port.get("port")))
                 if target is not None:
-                    out.append((pod.ip, target))
+                    out.append((pod, *target))
         return out
 
     def _write_snapshot(self) -> None:

@@ -3,7 +3,9 @@
 Targets come from file-based service discovery (``file_sd_configs``): whoever knows the endpoints writes them
 with :meth:`Prometheus.set_targets` (a list of target groups, each with its ``targets`` and ``labels``), and
 Prometheus picks the file up on its own within ``refresh`` seconds, as it would a discovery update on a
-cluster.
+cluster. There is one scrape job by default; :meth:`Prometheus.set_jobs` replaces the jobs (each with its
+interval, path and relabelling, as the Prometheus operator generates one per ServiceMonitor endpoint) and
+reloads the configuration when they changed.
 Rule files (alerts and recording rules) are loaded from ``rule_files`` and reloaded with :meth:`reload`.
 
 Every wait is bounded; the process is in its own process group and dies with its parent (``PR_SET_PDEATHSIG``
@@ -21,6 +23,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +47,24 @@ def _free_port(host: str) -> int:
         return int(sock.getsockname()[1])
 
 
+# Prometheus is always on a loopback address: a proxy from the environment (HTTP_PROXY) never applies.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def _duration(seconds: float) -> str:
     """A Prometheus duration ("1500ms")."""
     return f"{int(seconds * 1000)}ms"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One scrape job fed by its own file of discovered targets."""
+
+    name: str
+    scrape_interval: float = 1.0
+    metrics_path: str = "/metrics"
+    relabel_configs: tuple[Mapping[str, Any], ...] = ()
+    honor_labels: bool = False
 
 
 class Prometheus(LocalServer):
@@ -80,9 +98,9 @@ class Prometheus(LocalServer):
         self.scrape_interval = scrape_interval
         self.evaluation_interval = evaluation_interval
         self.refresh = refresh
-        self.relabel_configs = [dict(r) for r in relabel_configs]
+        self.jobs = [Job(self.JOB, scrape_interval, relabel_configs=tuple(dict(r) for r in relabel_configs))]
         self.rule_files = list(rule_files)
-        self.targets_file = workdir / "targets.json"
+        self.targets_file = self.targets_path(self.JOB)
         self.config_file = workdir / "prometheus.yml"
         self.log_file = workdir / "prometheus.log"
 
@@ -90,38 +108,68 @@ class Prometheus(LocalServer):
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def config(self) -> JSON:
-        """The configuration file's content (JSON is YAML)."""
-        job: JSON = {
-            "job_name": self.JOB,
-            "scrape_interval": _duration(self.scrape_interval),
-            "scrape_timeout": _duration(min(self.scrape_interval, 10.0)),
+    def targets_path(self, job: str) -> Path:
+        """The file-SD file of a job (its name made file-safe)."""
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in job)
+        return self.workdir / f"targets-{safe}.json"
+
+    def _job_config(self, job: Job) -> JSON:
+        out: JSON = {
+            "job_name": job.name,
+            "scrape_interval": _duration(job.scrape_interval),
+            "scrape_timeout": _duration(min(job.scrape_interval, 10.0)),
+            "metrics_path": job.metrics_path,
+            "honor_labels": job.honor_labels,
             "file_sd_configs": [
-                {"files": [str(self.targets_file)], "refresh_interval": _duration(self.refresh)}
+                {"files": [str(self.targets_path(job.name))], "refresh_interval": _duration(self.refresh)}
             ],
         }
-        if self.relabel_configs:
-            job["relabel_configs"] = self.relabel_configs
+        if job.relabel_configs:
+            out["relabel_configs"] = [dict(r) for r in job.relabel_configs]
+        return out
+
+    def config(self) -> JSON:
+        """The configuration file's content (JSON is YAML)."""
         return {
             "global": {
                 "scrape_interval": _duration(self.scrape_interval),
                 "evaluation_interval": _duration(self.evaluation_interval),
             },
             "rule_files": [str(path) for path in self.rule_files],
-            "scrape_configs": [job],
+            "scrape_configs": [self._job_config(job) for job in self.jobs],
         }
 
-    def set_targets(self, groups: Sequence[Mapping[str, Any]]) -> None:
-        """Replace the discovered targets (``[{"targets": ["host:port"], "labels": {...}}]``), atomically."""
-        staged = self.targets_file.with_suffix(".tmp")
-        staged.write_text(json.dumps([dict(g) for g in groups], indent=1))
-        staged.replace(self.targets_file)
+    def set_jobs(self, jobs: Sequence[Job]) -> bool:
+        """Replace the scrape jobs; a running Prometheus reloads when they changed. Whether they did."""
+        wanted = list(jobs)
+        if wanted == self.jobs:
+            return False
+        self.jobs = wanted
+        for job in wanted:
+            if not self.targets_path(job.name).exists():
+                self.set_targets([], job=job.name)
+        if self.process is not None:
+            self.reload()
+        return True
+
+    def set_targets(self, groups: Sequence[Mapping[str, Any]], *, job: str = JOB) -> None:
+        """Replace a job's discovered targets (``[{"targets": ["host:port"], "labels": {...}}]``), atomically;
+        an unchanged list is not rewritten."""
+        path = self.targets_path(job)
+        text = json.dumps([dict(g) for g in groups], indent=1, sort_keys=True)
+        if path.exists() and path.read_text() == text:
+            return
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        staged = path.with_suffix(".tmp")
+        staged.write_text(text)
+        staged.replace(path)
 
     def start(self, timeout: float = 60.0) -> None:
         """Start it and wait (at most ``timeout`` seconds) until ``/-/ready`` answers 200."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        if not self.targets_file.exists():
-            self.set_targets([])
+        for job in self.jobs:
+            if not self.targets_path(job.name).exists():
+                self.set_targets([], job=job.name)
         self.config_file.write_text(json.dumps(self.config(), indent=1))
         args = [
             self.binary,
@@ -145,7 +193,7 @@ class Prometheus(LocalServer):
             if self.process.poll() is not None:
                 raise PrometheusError(f"prometheus exited: {self.log_file.read_text()[-2000:]}")
             try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as answer:
+                with _OPENER.open(f"{self.url}/-/ready", timeout=2) as answer:
                     if answer.status == 200:
                         return
             except (urllib.error.URLError, OSError):
@@ -166,7 +214,7 @@ class Prometheus(LocalServer):
             url += "?" + urllib.parse.urlencode(params)
         request = urllib.request.Request(url, data=data, method=method)
         try:
-            with urllib.request.urlopen(request, timeout=10) as answer:
+            with _OPENER.open(request, timeout=10) as answer:
                 body = answer.read()
         except urllib.error.HTTPError as exc:
             raise PrometheusError(f"{method} {path}: {exc.code} {exc.read()[:500]!r}") from None

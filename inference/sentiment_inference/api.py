@@ -153,6 +153,17 @@ def format_prediction(labels: Sequence[str], scores: Sequence[float]) -> list[di
     return [{"label": label, "score": score} for label, score in pairs]
 
 
+# A proxy that mirrors a request (Istio's mirror, Envoy's request_mirror_policies) appends this to its
+# Host/authority; the copy's answer is discarded.
+MIRROR_HOST_SUFFIX = "-shadow"
+
+
+def is_mirrored(request: Request) -> bool:
+    """Whether the request is a mirrored copy: its Host (without the port) ends with ``-shadow``."""
+    host = request.headers.get("host", "")
+    return host.rsplit(":", 1)[0].endswith(MIRROR_HOST_SUFFIX) if host else False
+
+
 def _require_model(state: ServerState) -> None:
     if not state.serving:
         raise NotReady(f"not ready: {state.reason}", reason=state.reason)
@@ -189,7 +200,12 @@ def build_router(prefix: str) -> APIRouter:
         )
         texts = parse_texts(raw, state)
         predictor = state.predictor
-        scores = await predictor.predict(texts, disconnected=lambda: _until_disconnect(request))
+        mirrored = is_mirrored(request)
+        if mirrored:
+            state.metrics.mirrored.inc()
+        scores = await predictor.predict(
+            texts, disconnected=lambda: _until_disconnect(request), store=not mirrored
+        )
         labels = predictor.info.labels
         return _json({"predictions": [format_prediction(labels, s) for s in scores]})
 

@@ -229,13 +229,18 @@ def build_model(shape: Shape, seed: int) -> Any:
     return DistilBertForSequenceClassification(config)
 
 
-def train(model: Any, tokenizer: Any, shape: Shape, seed: int, steps: int) -> float:
-    """A short supervised run on synthetic sentences; returns the final training accuracy."""
+def train(
+    model: Any, tokenizer: Any, shape: Shape, seed: int, steps: int, *, flip_labels: bool = False
+) -> float:
+    """A short supervised run on synthetic sentences; returns the final training accuracy.
+    ``flip_labels`` teaches the opposite (a model that answers differently, for canary tests)."""
     import torch
 
     torch.manual_seed(seed)
     batch_size = 32
     data = synthetic_dataset(batch_size * 64, seed)
+    if flip_labels:
+        data = [(text, 1 - label) for text, label in data]
     # Tokenized once; the sentences are short, so padding everything to the longest costs little.
     enc = tokenizer([t for t, _ in data], padding=True, truncation=True, max_length=64, return_tensors="pt")
     all_labels = torch.tensor([y for _, y in data])
@@ -281,14 +286,16 @@ def write_devmodel(
     trained: bool = False,
     seed: int = 0,
     steps: int | None = None,
+    flip_labels: bool = False,
 ) -> Path:
-    """Write model + tokenizer + MODEL_ID to ``out`` and return it."""
+    """Write model + tokenizer + MODEL_ID to ``out`` and return it (``flip_labels``: trained to answer the
+    opposite sentiment)."""
     shape = PRESETS[preset]
     started = time.perf_counter()
     tokenizer = build_tokenizer()
     model = build_model(shape, seed)
     if trained:
-        accuracy = train(model, tokenizer, shape, seed, steps or shape.train_steps)
+        accuracy = train(model, tokenizer, shape, seed, steps or shape.train_steps, flip_labels=flip_labels)
         log.info("Trained the %s model: final training accuracy %.2f", preset, accuracy)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
@@ -297,7 +304,8 @@ def write_devmodel(
         # safetensors writes 0600; a model baked by root must stay readable by the non-root server user.
         if path.is_file():
             path.chmod(0o644)
-    (out / "MODEL_ID").write_text(f"sentiment-devmodel/{preset}{'-trained' if trained else ''}\n")
+    suffix = ("-trained" if trained else "") + ("-flipped" if flip_labels else "")
+    (out / "MODEL_ID").write_text(f"sentiment-devmodel/{preset}{suffix}\n")
     log.info("Wrote the %s dev model to %s in %.1fs", preset, out, time.perf_counter() - started)
     return out
 
@@ -312,10 +320,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train", action="store_true", help="briefly train on synthetic sentiment sentences")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default per preset)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--flip-labels",
+        action="store_true",
+        help="train with the labels swapped: a model that answers the opposite (a canary to roll back)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        write_devmodel(args.out, args.preset, trained=args.train, seed=args.seed, steps=args.steps)
+        write_devmodel(
+            args.out,
+            args.preset,
+            trained=args.train,
+            seed=args.seed,
+            steps=args.steps,
+            flip_labels=args.flip_labels,
+        )
     except RuntimeError as exc:
         print(f"sentiment-devmodel: {exc}", file=sys.stderr)
         return 1

@@ -5,6 +5,10 @@ Exposed at GET /metrics:
 - ``sentiment_requests_total{route,method,status}``: HTTP requests answered.
 - ``sentiment_request_duration_seconds{route}``: HTTP request latency (histogram).
 - ``sentiment_texts_total``: texts predicted (cached or computed).
+- ``sentiment_predictions_total{label}``: texts answered, by their top label (cached or computed; the label
+  shares of a canary and its stable version are compared during a rollout).
+- ``sentiment_mirrored_requests_total``: predict requests that were mirrored copies (answers discarded by the
+  proxy; their predictions are not written to the cache).
 - ``sentiment_cache_hits_total{backend}`` / ``sentiment_cache_misses_total{backend}``: per-text cache lookups.
 - ``sentiment_cache_errors_total{backend,operation}``: cache failures (each also counts as a miss).
 - ``sentiment_batch_size``: texts per model batch (histogram).
@@ -30,6 +34,8 @@ METRIC_NAMES = (
     "sentiment_requests_total",
     "sentiment_request_duration_seconds",
     "sentiment_texts_total",
+    "sentiment_predictions_total",
+    "sentiment_mirrored_requests_total",
     "sentiment_cache_hits_total",
     "sentiment_cache_misses_total",
     "sentiment_cache_errors_total",
@@ -66,6 +72,17 @@ class Metrics:
             registry=r,
         )
         self.texts = Counter("sentiment_texts", "Texts predicted (cached or computed)", registry=r)
+        self.predictions = Counter(
+            "sentiment_predictions",
+            "Texts answered, by top label (cached or computed)",
+            ["label"],
+            registry=r,
+        )
+        self.mirrored = Counter(
+            "sentiment_mirrored_requests",
+            "Predict requests that were mirrored copies (not written to the cache)",
+            registry=r,
+        )
         self.cache_hits = Counter("sentiment_cache_hits", "Per-text cache hits", ["backend"], registry=r)
         self.cache_misses = Counter(
             "sentiment_cache_misses", "Per-text cache misses", ["backend"], registry=r

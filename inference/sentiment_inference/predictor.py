@@ -11,6 +11,7 @@ the same threads its batches later run on.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -64,6 +65,9 @@ class Predictor:
     async def load(self) -> None:
         """Load the model on a model worker thread (blocking and slow, off the event loop)."""
         await self._in_worker(self._backend.load)
+        # Every label's series exists from the start at 0, so the first answers of a label count in a rate.
+        for label in self._backend.info.labels:
+            self._metrics.predictions.labels(label)
 
     async def warm_up(self) -> None:
         await self._in_worker(self._backend.warmup)
@@ -75,8 +79,13 @@ class Predictor:
         self._executor.shutdown(wait=False, cancel_futures=True)
         await self._cache.close()
 
-    async def predict(self, texts: Sequence[str], disconnected: Disconnected | None = None) -> list[Scores]:
+    async def predict(
+        self, texts: Sequence[str], disconnected: Disconnected | None = None, *, store: bool = True
+    ) -> list[Scores]:
         """Scores for each text (cache first, misses through the model), in input order.
+
+        ``store=False`` leaves the computed scores out of the cache (a mirrored copy of a request, whose
+        answer nobody sees, must not fill the cache the real traffic shares).
 
         Raises Overloaded when the misses do not fit the queue, ClientClosed when ``disconnected`` resolves
         before the model answered (the queued texts are then dropped), InferenceFailed when the model fails.
@@ -100,13 +109,22 @@ class Predictor:
             else:
                 computed = await _unless(disconnected, answer)
             found.update(zip(miss_texts, computed, strict=True))
-            await self._cache.set_many([(keys[i], s) for i, s in zip(missing, computed, strict=True)])
+            if store:
+                await self._cache.set_many([(keys[i], s) for i, s in zip(missing, computed, strict=True)])
         self._metrics.texts.inc(len(texts))
-        return [found[t] for t in texts]
+        answers = [found[t] for t in texts]
+        for label, count in Counter(_top_label(info.labels, scores) for scores in answers).items():
+            self._metrics.predictions.labels(label).inc(count)
+        return answers
 
     async def _in_worker(self, fn: Callable[[], T]) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, fn)
+
+
+def _top_label(labels: Sequence[str], scores: Scores) -> str:
+    """The label with the highest score (the first one on a tie, as the sorted answer lists it)."""
+    return labels[max(range(len(scores)), key=scores.__getitem__)]
 
 
 async def _unless(disconnected: Disconnected, work: asyncio.Future[T]) -> T:

@@ -43,6 +43,7 @@ PRINTER_COLUMNS: list[Schema] = [
     {"name": "Replicas", "type": "string", "jsonPath": ".status.replicasSummary"},
     {"name": "Model", "type": "string", "jsonPath": ".spec.model.id"},
     {"name": "Path", "type": "string", "jsonPath": ".status.gatewayPath"},
+    {"name": Condition.ROLLOUT.value, "type": "string", "jsonPath": ".status.rollout.summary"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     {"name": "URL", "type": "string", "jsonPath": ".status.url", "priority": 1},
     {"name": "Precision", "type": "string", "jsonPath": ".spec.model.precision", "priority": 1},

@@ -26,6 +26,20 @@ class EventReason(StrEnum):
     DELETED = "Deleted"
     RECONCILE_RETRYING = "ReconcileRetrying"
     RECONCILE_FAILED = "ReconcileFailed"
+    # A canary rollout's progress (its rollback is a Warning with the Rollout condition's reason).
+    ROLLOUT_STARTED = "RolloutStarted"
+    ROLLOUT_RESTARTED = "RolloutRestarted"
+    ROLLOUT_CANCELLED = "RolloutCancelled"
+    ROLLOUT_ADVANCED = "RolloutAdvanced"
+    ROLLOUT_HELD = "RolloutHeld"
+    ANALYSIS_CHECK_FAILED = "AnalysisCheckFailed"
+    ROLLOUT_PROMOTING = "RolloutPromoting"
+    ROLLOUT_PROMOTED = "RolloutPromoted"
+    # The user's commands (the rollout-action annotation).
+    ROLLOUT_PAUSED = "RolloutPaused"
+    ROLLOUT_RESUMED = "RolloutResumed"
+    ROLLOUT_ACTION_IGNORED = "RolloutActionIgnored"
+    INVALID_ROLLOUT_ACTION = "InvalidRolloutAction"
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from sentiment_operator import kinds
 from sentiment_operator import kube as kube_mod
 from sentiment_operator.events import EventReason
 from sentiment_operator.kube import Kube, KubeError
+from sentiment_operator.metrics import OperatorMetrics
 from sentiment_operator.names import (
     CHILD_SELECTOR,
     DEFAULT_CLUSTER_DOMAIN,
@@ -33,6 +34,7 @@ from sentiment_operator.names import (
     VERSION,
 )
 from sentiment_operator.reconciler import Reconciler, Result
+from sentiment_operator.spec import CANARY_STRATEGY
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +64,9 @@ class OperatorConfig:
     cluster_domain: str = (
         DEFAULT_CLUSTER_DOMAIN  # the cluster's DNS domain, for fully qualified Service hosts
     )
+    prometheus_url: str | None = None  # what rollouts query unless their spec names another Prometheus
+    rollout_poll: float = 1.0  # how often the rollout clock looks at a model's (in-memory) state
+    metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     # Last word on kopf's settings (e.g. tests shorten kopf's worker exit timeouts).
     settings_hook: Callable[[kopf.OperatorSettings], None] | None = None
 
@@ -121,6 +126,18 @@ class Runtime:
             logger.warning(
                 "Reconcile of SentimentModel %s/%s after a child change failed: %s", namespace, name, exc
             )
+            return
+        if result is not None:
+            post_events(result)
+
+    async def timed_reconcile(self, namespace: str, name: str) -> None:
+        """A reconcile the rollout clock asks for; errors wait for the next tick (or kopf's retries)."""
+        try:
+            result = await self.reconciler.reconcile(
+                namespace, name, unless=lambda: self.backing_off(namespace, name)
+            )
+        except KubeError as exc:
+            logger.warning("Rollout step of SentimentModel %s/%s failed: %s", namespace, name, exc)
             return
         if result is not None:
             post_events(result)
@@ -197,14 +214,18 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig | None = No
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         configure_settings(settings, cfg)
-        memo.sentiment_runtime = Runtime(
-            Reconciler(cfg.kube_factory(), cluster_domain=cfg.cluster_domain), cfg
+        kube = cfg.kube_factory()
+        kube.on_request = lambda method, code: cfg.metrics.api_requests.labels(method, str(code)).inc()
+        reconciler = Reconciler(
+            kube, cluster_domain=cfg.cluster_domain, prometheus_url=cfg.prometheus_url, metrics=cfg.metrics
         )
+        memo.sentiment_runtime = Runtime(reconciler, cfg)
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(memo: Any, **_: Any) -> None:
         runtime = getattr(memo, "sentiment_runtime", None)
         if runtime is not None:
+            await runtime.reconciler.close()
             runtime.close()
 
     @kopf.on.login(registry=registry)
@@ -226,6 +247,27 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig | None = No
     )
     async def resync(body: kopf.Body, name: str, namespace: str | None, memo: Any, **kwargs: Any) -> None:
         await _reconcile_or_raise(_runtime(memo), body, namespace or "", name, int(kwargs.get("retry") or 0))
+
+    def _canary(spec: kopf.Spec, **_: Any) -> bool:
+        rollout = spec.get("rollout") or {}
+        return bool(rollout.get("strategy") == CANARY_STRATEGY)
+
+    # Only SentimentModels with strategy Canary have a clock (kopf starts and stops it as the spec changes).
+    @kopf.daemon(*resource, id="rollout-clock", when=_canary, cancellation_timeout=5.0, registry=registry)
+    async def rollout_clock(
+        stopped: kopf.DaemonStopped, body: kopf.Body, name: str, namespace: str | None, memo: Any, **_: Any
+    ) -> None:
+        """A canary rollout's clock: reconcile when a step's analysis (or the canary's deadline) is due.
+        Its state is in status (kopf keeps ``body`` current): a restart or a peering hand-over resumes it."""
+        runtime = _runtime(memo)
+        while not stopped:
+            due = runtime.reconciler.seconds_until_due(body)
+            if due is not None and due <= 0:
+                await runtime.timed_reconcile(namespace or "", name)
+                # The status this reconcile wrote reaches ``body`` through the watch a moment later.
+                await stopped.wait(cfg.rollout_poll)
+            else:
+                await stopped.wait(cfg.rollout_poll if due is None else min(due, cfg.rollout_poll))
 
     def _owned(labels: kopf.Labels, **_: Any) -> bool:
         return labels.get(LABEL_MANAGED_BY) == MANAGED_BY and bool(labels.get(LABEL_INSTANCE))

@@ -58,12 +58,15 @@ class ChildKind:
     ones by listing with the instance selector. Not watched (Secrets): found by its deterministic names only
     (``named``: owner name -> child name), since listing or watching Secrets would expose every Secret in the
     namespace. ``older_versions``: apiVersions that older clusters serve the same kind under, newest first.
+    ``optional``: a kind a cluster serves only with an add-on's CRDs (KEDA, the Prometheus operator, Istio,
+    Gateway API): applied and pruned only where discovery finds it served.
     """
 
     kind: Kind
     watched: bool = True
     named: tuple[Callable[[str], str], ...] = ()
     older_versions: tuple[str, ...] = ()
+    optional: bool = False
 
     @property
     def verbs(self) -> tuple[str, ...]:
@@ -98,6 +101,8 @@ AUTOSCALER_KINDS: Final = (HORIZONTAL_POD_AUTOSCALER, SCALED_OBJECT)
 # The custom metrics API (served by a metrics adapter such as prometheus-adapter): an HPA Pods metric needs
 # its discovery to list ``pods/<metric>``. Newest first; the HPA controller uses either.
 CUSTOM_METRICS_VERSIONS: Final = ("custom.metrics.k8s.io/v1beta2", "custom.metrics.k8s.io/v1beta1")
+# The Prometheus operator's; a ServiceMonitor per model where its CRDs are installed.
+SERVICE_MONITOR: Final = Kind("monitoring.coreos.com/v1", "ServiceMonitor", "servicemonitors")
 
 EVENT: Final = Kind("v1", "Event", "events")
 SENTIMENT_MODEL: Final = Kind(API_VERSION, KIND, PLURAL)
@@ -110,9 +115,10 @@ CHILD_KINDS: tuple[ChildKind, ...] = (
     ChildKind(DEPLOYMENT),
     ChildKind(POD_DISRUPTION_BUDGET),
     ChildKind(HORIZONTAL_POD_AUTOSCALER),
-    ChildKind(SCALED_OBJECT),
-    ChildKind(VIRTUAL_SERVICE, older_versions=("networking.istio.io/v1beta1",)),
-    ChildKind(HTTP_ROUTE, older_versions=("gateway.networking.k8s.io/v1beta1",)),
+    ChildKind(SCALED_OBJECT, optional=True),
+    ChildKind(SERVICE_MONITOR, optional=True),
+    ChildKind(VIRTUAL_SERVICE, older_versions=("networking.istio.io/v1beta1",), optional=True),
+    ChildKind(HTTP_ROUTE, older_versions=("gateway.networking.k8s.io/v1beta1",), optional=True),
 )
 
 

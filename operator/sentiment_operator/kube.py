@@ -200,6 +200,8 @@ class Kube:
         self._api = kubernetes.client.ApiClient(configuration)
         self._api.user_agent = "sentiment-operator"
         self.timeout = timeout
+        # Called with (method, HTTP status; 0: no answer) after every request (the operator's metrics).
+        self.on_request: Callable[[str, int], None] | None = None
         # object path -> (digest of what we applied, fingerprint of what the apply left): a reconcile that
         # would apply the same object to an object whose spec and metadata nobody touched since (its status
         # may have moved: a controller's business) skips the request.
@@ -245,15 +247,22 @@ class Kube:
             )
             raw = response.read()  # type: ignore[no-untyped-call]
         except kubernetes.client.ApiException as exc:  # raised for TLS errors and unusable requests
+            self._count(method, int(exc.status or 0))
             raise Transient(f"{method} {path}: {exc.reason}", status=int(exc.status or 0)) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
+            self._count(method, 0)
             raise Transient(
                 f"{method} {path}: {type(exc).__name__}", status=0, reason="Unreachable"
             ) from None
         status = int(response.status)
+        self._count(method, status)
         if 200 <= status < 300:
             return json.loads(raw) if raw else None
         raise _classify(method, path, status, raw)
+
+    def _count(self, method: str, status: int) -> None:
+        if self.on_request is not None:
+            self.on_request(method, status)
 
     async def request(
         self,

@@ -38,6 +38,17 @@ ANNOTATION_CONFIG_HASH: Final = f"{GROUP}/config-hash"
 ANNOTATION_REDIS_AUTH_VERSION: Final = f"{GROUP}/redis-auth-version"
 # KEDA: labels of a ScaledObject that KEDA must not copy onto the HPA it creates for it.
 ANNOTATION_KEDA_HPA_EXCLUDED_LABELS: Final = "scaledobject.keda.sh/hpa-excluded-labels"
+# The pod template's revision (a digest of the template the spec renders): what a rollout compares.
+ANNOTATION_REVISION: Final = f"{GROUP}/revision"
+# On a SentimentModel: a command for its rollout (pause, resume, abort, promote); removed once carried out.
+ANNOTATION_ROLLOUT_ACTION: Final = f"{GROUP}/rollout-action"
+
+# Labels every scraped server series gets from the ServiceMonitor's relabelings (the analysis, the dashboard
+# and the alerts select by them; the Prometheus operator adds ``namespace``, ``service`` and ``pod``).
+SERIES_LABEL_MODEL: Final = "sentiment_model"
+SERIES_LABEL_TRACK: Final = "track"
+TRACK_STABLE: Final = "stable"
+TRACK_CANARY: Final = "canary"
 
 # Server-side label selector of the child watches and of pruning's lists: ours, naming their SentimentModel.
 CHILD_SELECTOR: Final = f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_INSTANCE}"

@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, get_args
 
-from sentiment_operator import builders, events, kinds, names, status
-from sentiment_operator.events import Event
-from sentiment_operator.kinds import SENTIMENT_MODEL
+from sentiment_operator import builders, events, kinds, names, rollout, status
+from sentiment_operator.analysis import MetricsSource, Verdict, analyse
+from sentiment_operator.events import Event, EventReason
+from sentiment_operator.kinds import DEPLOYMENT, SENTIMENT_MODEL
 from sentiment_operator.kube import (
     Forbidden,
     Invalid,
@@ -29,14 +31,15 @@ from sentiment_operator.kube import (
     is_owned_by,
     kind_of,
 )
+from sentiment_operator.metrics import MIRROR_TRACK, OperatorMetrics
+from sentiment_operator.prometheus import PrometheusClient
 from sentiment_operator.spec import InvalidSpecError, RoutingProvider, SentimentModelSpec, parse_spec
 
 logger = logging.getLogger(__name__)
 
-# The kinds a route is written as, one per provider.
-ROUTE_KIND_NAMES: Final = frozenset(kind.kind for kind in builders.ROUTE_KINDS.values())
-# Route kind -> the apiVersion the cluster serves it as (API discovery); a kind not served is absent.
-RouteVersions = Mapping[str, str]
+# Optional child kind (a CRD an add-on installs) -> the apiVersion the cluster serves it as (API discovery),
+# None where it serves none.
+Served = Mapping[str, str | None]
 AUTOSCALER_KIND_NAMES: Final = frozenset(kind.kind for kind in kinds.AUTOSCALER_KINDS)
 
 
@@ -51,6 +54,7 @@ class Result:
     deleted: list[str] = field(default_factory=list)
     invalid: InvalidSpecError | None = None
     not_owned: list[str] = field(default_factory=list)  # children left alone: someone else's object is there
+    rollout_decision: rollout.Decision | None = None  # what the rollout decided (status.rollout, Events)
 
 
 def _now() -> str:
@@ -66,11 +70,31 @@ class Reconciler:
         *,
         clock: Callable[[], str] = _now,
         cluster_domain: str = names.DEFAULT_CLUSTER_DOMAIN,
+        prometheus_url: str | None = None,
+        metrics_source: Callable[[str], MetricsSource] = PrometheusClient,
+        wall_clock: Callable[[], float] = time.time,
+        metrics: OperatorMetrics | None = None,
     ) -> None:
+        """``clock`` stamps conditions; ``wall_clock`` (epoch seconds) times rollout steps;
+        ``prometheus_url`` is the Prometheus a rollout's analysis queries unless its spec names another,
+        through ``metrics_source`` (one per URL, kept)."""
         self.kube = kube
         self.clock = clock
         self.cluster_domain = cluster_domain
+        self.prometheus_url = prometheus_url
+        self.wall_clock = wall_clock
+        self.metrics = metrics or OperatorMetrics()
+        self._metrics_source = metrics_source
+        self._sources: dict[str, MetricsSource] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    async def close(self) -> None:
+        """Close the Prometheus clients (their HTTP sessions)."""
+        for source in self._sources.values():
+            closer = getattr(source, "close", None)
+            if closer is not None:
+                await closer()
+        self._sources.clear()
 
     def lock(self, namespace: str, name: str) -> asyncio.Lock:
         """One reconcile per SentimentModel at a time (handlers, timers and child watches all call in)."""
@@ -90,7 +114,15 @@ class Reconciler:
         """
         async with self.lock(namespace, name):
             body = await self._owner(namespace, name, unless)
-            return None if body is None else await self._reconcile(body)
+            if body is None:
+                return None
+            try:
+                result = await self._reconcile(body)
+            except Exception:
+                self.metrics.reconciles.labels("error").inc()
+                raise
+            self.metrics.reconciles.labels("invalid" if result.invalid else "ok").inc()
+            return result
 
     async def _owner(self, namespace: str, name: str, unless: Callable[[], bool] | None) -> JSONObj | None:
         """The SentimentModel to work on (lock held), or None: ``unless`` says skip, or it is gone/going."""
@@ -98,6 +130,7 @@ class Reconciler:
             return None
         body = await self.kube.get(SENTIMENT_MODEL, namespace, name)
         if body is None or body.get("metadata", {}).get("deletionTimestamp"):
+            self.metrics.forget(namespace, name)
             return None
         return body
 
@@ -109,14 +142,16 @@ class Reconciler:
         previous: Mapping[str, Any] = body.get("status") or {}
         result = Result(owner=body)
 
-        # One discovery per reconcile: the route's provider, its apply and the prune use the same answer.
-        route_versions: RouteVersions = {}
+        # One discovery per reconcile: the add-ons' kinds the cluster serves (routes, KEDA, the Prometheus
+        # operator) decide the build, the apply and the prune alike.
+        served: Served = {}
         keda = False
         try:
             spec = parse_spec(name, body.get("spec"))
-            route_versions = await self._route_versions()
-            keda = await self._serves_keda(spec)
-            builders.check_cluster(spec, served=_providers(route_versions), keda=keda)
+            self._check_settings(spec)
+            served = await self._served()
+            keda = _keda(spec, served)
+            builders.check_cluster(spec, served=_providers(served), keda=keda)
         except InvalidSpecError as error:
             await self._invalid(result, error, generation, previous)
             return result
@@ -127,6 +162,7 @@ class Reconciler:
         if secret is not None:
             outcome, auth_version = await self.kube.ensure_secret(secret, builders.redis_auth_data)
             result.applied[describe(secret)] = outcome
+        result.rollout_decision = await self._rollout(body, spec)
         children = builders.build_children(
             name,
             namespace,
@@ -134,8 +170,9 @@ class Reconciler:
             uid=uid,
             redis_auth_version=auth_version,
             cluster_domain=self.cluster_domain,
-            served=_providers(route_versions),
+            served=_providers(served),
             keda=keda,
+            release=self._release(name, spec, result.rollout_decision),
         )
 
         # One autoscaler per Deployment: the kind no longer wanted goes before its replacement is applied.
@@ -146,8 +183,11 @@ class Reconciler:
                 continue  # handled above; never patched
             if leaving is not None and desired["kind"] in AUTOSCALER_KIND_NAMES:
                 continue  # the other kind is still being deleted; its deletion event reconciles again
-            if desired["kind"] in ROUTE_KIND_NAMES:
-                desired = _served_as(desired, route_versions)
+            if kinds.child_kind(desired["kind"]).optional:
+                version = served.get(desired["kind"])
+                if version is None:
+                    continue  # the cluster does not serve the kind (the Prometheus operator missing)
+                desired = {**desired, "apiVersion": version}
             try:
                 applied = await self.kube.create_or_update(desired)
             except NotOwned as clash:
@@ -166,13 +206,15 @@ class Reconciler:
             result.applied[describe(desired)] = applied.outcome
             live[desired["kind"], desired["metadata"]["name"]] = applied.live
 
-        await self._prune(namespace, name, uid, children, result, route_versions)
+        await self._prune(namespace, name, uid, children, result, served)
 
         # Status from what the writes returned; an object we did not write (someone else's) is read.
-        observed = await self._observe(namespace, name, spec, children, route_versions, live, keda=keda)
+        observed = await self._observe(namespace, name, spec, children, served, live, keda=keda)
         if leaving is not None:
             observed = dataclasses.replace(observed, autoscaler_leaving=leaving)
         await self._report(result, spec, generation, observed)
+        if result.rollout_decision.action_done:
+            await self._consume_action(namespace, name)
         return result
 
     async def _invalid(
@@ -180,12 +222,114 @@ class Reconciler:
     ) -> None:
         """Report a spec that cannot be carried out: Ready=False/InvalidSpec, one Warning Event."""
         meta = result.owner.get("metadata", {})
+        namespace, name = str(meta["namespace"]), str(meta["name"])
         result.invalid = error
         new_status = status.invalid_status(
             error=error, generation=generation, previous=previous, now=self.clock()
         )
         result.events += events.invalid_spec_events(previous, f"{error.field}: {error.message}")
-        await self._write_status(str(meta["namespace"]), str(meta["name"]), previous, new_status, result)
+        self.metrics.ready.labels(namespace, name).set(0)
+        await self._write_status(namespace, name, previous, new_status, result)
+
+    def _check_settings(self, spec: SentimentModelSpec) -> None:
+        """What only the operator's own settings can decide about a spec."""
+        if spec.rollout.canary and not (spec.rollout.analysis.prometheus_url or self.prometheus_url):
+            raise InvalidSpecError(
+                "spec.rollout.analysis.prometheusURL",
+                "strategy Canary analyses every step in Prometheus: set its URL here, or start the operator "
+                "with --prometheus-url",
+            )
+
+    async def _rollout(self, body: JSONObj, spec: SentimentModelSpec) -> rollout.Decision:
+        """The canary rollout's next state (strategy Canary): from the state in status, the spec's pod
+        template revision, the live Deployments, the action annotation and, when a step is due, its analysis
+        in Prometheus."""
+        meta = body.get("metadata", {})
+        namespace, name = str(meta["namespace"]), str(meta["name"])
+        raw_spec = dict(body.get("spec") or {})
+        previous = rollout.State.from_status((body.get("status") or {}).get("rollout"))
+        action = (meta.get("annotations") or {}).get(names.ANNOTATION_ROLLOUT_ACTION)
+        if not spec.rollout.canary:
+            decision = rollout.advance(
+                None, spec=spec.rollout, raw_spec=raw_spec, revision="", now=0, observed=rollout.Observed()
+            )
+            if action is not None:
+                decision.events.append(
+                    Event(
+                        "Normal",
+                        EventReason.ROLLOUT_ACTION_IGNORED,
+                        f"no rollout to {action}: spec.rollout.strategy is Immediate",
+                    )
+                )
+            return decision
+        inputs: dict[str, Any] = {
+            "spec": spec.rollout,
+            "raw_spec": raw_spec,
+            "revision": builders.template_revision(name, namespace, spec),
+            "now": self.wall_clock(),
+            "observed": await self._rollout_observed(namespace, name),
+            "action": action,
+        }
+        decision = rollout.advance(previous, **inputs)
+        if rollout.wants_analysis(decision.state, spec.rollout, inputs["now"]):
+            url = spec.rollout.analysis.prometheus_url or self.prometheus_url
+            assert url is not None  # _check_settings
+            if url not in self._sources:
+                self._sources[url] = self._metrics_source(url)
+            window = spec.rollout.interval_seconds
+            result = await analyse(self._sources[url], namespace, name, spec.rollout.analysis, window)
+            self.metrics.analyses.labels(namespace, name, result.verdict.value).inc()
+            decision = rollout.advance(previous, **inputs, analysis=result)
+        if decision.outcome is not None:
+            self.metrics.rollouts.labels(namespace, name, decision.outcome).inc()
+        for event in decision.events:
+            logger.info(
+                "Rollout of SentimentModel %s/%s: %s: %s", namespace, name, event.reason, event.message
+            )
+        return decision
+
+    async def _rollout_observed(self, namespace: str, name: str) -> rollout.Observed:
+        """The revision each inference Deployment runs everywhere, available (as the last apply left them)."""
+        stable = await self.kube.get(DEPLOYMENT, namespace, name)
+        canary = await self.kube.get(DEPLOYMENT, namespace, names.canary_name(name))
+        return rollout.Observed(
+            canary=status.rolled_out_revision(canary), stable=status.rolled_out_revision(stable)
+        )
+
+    def _release(
+        self, name: str, spec: SentimentModelSpec, decision: rollout.Decision
+    ) -> builders.Release | None:
+        """The builders' view of the rollout: the stable's template spec, the canary, the split."""
+        if decision.state is None:
+            return None
+        stable_spec = spec
+        if decision.stable_spec is not None:
+            try:
+                stable_spec = parse_spec(name, decision.stable_spec)
+            except InvalidSpecError as error:
+                # A spec this operator version no longer accepts cannot be rendered: the stable takes the
+                # current one (as strategy Immediate would).
+                logger.warning("The stable spec of SentimentModel %s cannot be rendered: %s", name, error)
+        return builders.Release(stable_spec=stable_spec, canary=decision.canary, split=decision.split)
+
+    async def _consume_action(self, namespace: str, name: str) -> None:
+        """Remove the rollout-action annotation once its command was carried out (or refused): a command
+        runs once. Its Event and the status saying what it did were written before."""
+        patch = {"metadata": {"annotations": {names.ANNOTATION_ROLLOUT_ACTION: None}}}
+        await self.kube.patch(SENTIMENT_MODEL, namespace, name, patch)
+
+    def seconds_until_due(self, body: Mapping[str, Any]) -> float | None:
+        """When the SentimentModel's rollout next needs a decision that only time brings (a step's analysis,
+        the canary's deadline), from the body kopf holds; None when none is pending."""
+        meta = body.get("metadata") or {}
+        try:
+            spec = parse_spec(str(meta.get("name")), body.get("spec"))
+        except InvalidSpecError:
+            return None
+        if not spec.rollout.canary:
+            return None
+        state = rollout.State.from_status((body.get("status") or {}).get("rollout"))
+        return rollout.seconds_until_due(state, spec.rollout, self.wall_clock())
 
     async def refresh_status(
         self, namespace: str, name: str, *, unless: Callable[[], bool] | None = None
@@ -208,35 +352,54 @@ class Reconciler:
                 ready is None
                 or ready.get("reason") in status.UNRESOLVED_REASONS
                 or previous.get("observedGeneration") != meta.get("generation")
+                # A canary coming up or a promotion rolling out: the Deployments' progress moves the rollout.
+                or (previous.get("rollout") or {}).get("phase") in rollout.WAITING_ON_DEPLOYMENTS
             ):
                 return await self._reconcile(body)
             try:
                 spec = parse_spec(name, body.get("spec"))
-                route_versions = await self._route_versions() if spec.routing.enabled else {}
-                keda = await self._serves_keda(spec)
+                state = rollout.State.from_status(previous.get("rollout")) if spec.rollout.canary else None
+                # Only what this spec's status depends on: its route kinds and KEDA's ScaledObject.
+                served = await self._served(_status_kinds(spec))
+                keda = _keda(spec, served)
                 children = builders.build_children(
                     name,
                     namespace,
                     spec,
                     uid=meta.get("uid"),
                     cluster_domain=self.cluster_domain,
-                    served=_providers(route_versions),
+                    served=_providers(served),
                     keda=keda,
+                    release=builders.Release(canary=rollout.canary_mode(state))
+                    if state is not None
+                    else None,
                 )
             except InvalidSpecError:
                 return await self._reconcile(body)
             result = Result(owner=body)
-            observed = await self._observe(namespace, name, spec, children, route_versions, {}, keda=keda)
-            await self._report(result, spec, meta.get("generation"), observed)
+            observed = await self._observe(namespace, name, spec, children, served, {}, keda=keda)
+            await self._report(result, spec, meta.get("generation"), observed, keep_rollout=True)
             return result
 
     async def _report(
-        self, result: Result, spec: SentimentModelSpec, generation: int | None, observed: status.Observed
+        self,
+        result: Result,
+        spec: SentimentModelSpec,
+        generation: int | None,
+        observed: status.Observed,
+        *,
+        keep_rollout: bool = False,
     ) -> None:
-        """Compute the status of a valid spec from what was observed, decide its Events, write it."""
+        """Compute the status of a valid spec from what was observed, decide its Events, write it.
+        ``keep_rollout``: status.rollout stays as the last reconcile wrote it (a status refresh)."""
         meta = result.owner.get("metadata", {})
         namespace, name = str(meta["namespace"]), str(meta["name"])
         previous: Mapping[str, Any] = result.owner.get("status") or {}
+        rollout_status: Mapping[str, Any] | None = None
+        if keep_rollout:
+            rollout_status = previous.get("rollout") if spec.rollout.canary else None
+        elif result.rollout_decision is not None and result.rollout_decision.state is not None:
+            rollout_status = result.rollout_decision.state.to_status(spec.rollout)
         new_status = status.compute_status(
             name=name,
             url=builders.inference_url(name, namespace, spec, self.cluster_domain),
@@ -246,6 +409,7 @@ class Reconciler:
             previous=previous,
             now=self.clock(),
             not_owned=result.not_owned,
+            rollout=rollout_status,
         )
         result.events += events.change_events(
             applied=result.applied,
@@ -253,6 +417,22 @@ class Reconciler:
             previous=previous,
             new_status=new_status,
             routing_enabled=spec.routing.enabled,
+        )
+        if result.rollout_decision is not None:
+            result.events += result.rollout_decision.events
+        ready = status.ready_of(new_status)
+        weights = (rollout_status or {}) if spec.rollout.canary else {}
+        self.metrics.model(
+            namespace,
+            name,
+            ready=ready is not None and ready.get("status") == "True",
+            weights={
+                names.TRACK_STABLE: int(weights.get("stableWeight", 100)),
+                names.TRACK_CANARY: int(weights.get("canaryWeight", 0)),
+                MIRROR_TRACK: int(weights.get("mirrorWeight", 0)),
+            },
+            outcomes=get_args(rollout.Outcome),
+            verdicts=tuple(Verdict),
         )
         await self._write_status(namespace, name, previous, new_status, result)
 
@@ -262,7 +442,7 @@ class Reconciler:
         name: str,
         spec: SentimentModelSpec,
         children: builders.Children,
-        route_versions: RouteVersions,
+        served: Served,
         live: Mapping[tuple[str, str], JSONObj],
         *,
         keda: bool,
@@ -296,15 +476,9 @@ class Reconciler:
             keda=keda,
             routing=routing,
             routing_provider=children.routing_provider,
-            route=None if route is None else _ours(await child(_served_as(route, route_versions)), route),
+            route=None if route is None else _ours(await child(_served_as(route, served)), route),
             metric_served=metric_served,
         )
-
-    async def _serves_keda(self, spec: SentimentModelSpec) -> bool:
-        """Whether KEDA's ScaledObject is served (discovery), asked only when the spec scales on load."""
-        if not (spec.autoscaling.enabled and spec.autoscaling.load_metric):
-            return False
-        return await self.kube.serves(kinds.SCALED_OBJECT)
 
     async def _clear_autoscalers(
         self, namespace: str, name: str, uid: str | None, children: builders.Children, result: Result
@@ -333,14 +507,18 @@ class Reconciler:
                     leaving = what
         return leaving
 
-    async def _route_versions(self) -> RouteVersions:
-        """For each route kind the cluster serves (discovery), the newest apiVersion it serves it as."""
-        served: dict[str, str] = {}
-        for kind in builders.ROUTE_KINDS.values():
-            for version in kinds.child_kind(kind.kind).versions:
-                if await self.kube.serves(version):
-                    served[kind.kind] = version.api_version
-                    break
+    async def _served(self, only: Collection[kinds.Kind] | None = None) -> dict[str, str | None]:
+        """Per optional child kind (ScaledObject, ServiceMonitor, VirtualService, HTTPRoute), or only those
+        in ``only``, the newest apiVersion the cluster serves (discovery), or None where its add-on is not
+        installed."""
+        served: dict[str, str | None] = {}
+        for child in kinds.CHILD_KINDS:
+            if child.optional and (only is None or child.kind in only):
+                served[child.kind.kind] = None
+                for kind in child.versions:
+                    if await self.kube.serves(kind):
+                        served[child.kind.kind] = kind.api_version
+                        break
         return served
 
     async def _get(self, api_version: str, kind: str, namespace: str, name: str) -> JSONObj | None:
@@ -353,10 +531,11 @@ class Reconciler:
         uid: str | None,
         children: builders.Children,
         result: Result,
-        route_versions: RouteVersions,
+        served: Mapping[str, str | None],
     ) -> None:
         """Delete objects with our labels and ownerReference that the spec no longer wants, the route of a
-        provider no longer chosen included (``route_versions``: the route kinds the cluster serves)."""
+        provider no longer chosen included (``served``: the version of each optional kind the cluster serves,
+        None where it serves none). Autoscalers are cleared before the apply (:meth:`_clear_autoscalers`)."""
         wanted = children.keys()
         selector = names.instance_selector(name)
         for child in kinds.CHILD_KINDS:
@@ -371,10 +550,11 @@ class Reconciler:
                         live = await self.kube.get(kind, namespace, obj_name)
                         candidates += [live] if live is not None else []
             else:
-                if kind_name in ROUTE_KIND_NAMES:
-                    if kind_name not in route_versions:
-                        continue  # its API is not installed: nothing of that kind can exist
-                    kind = kind_of(route_versions[kind_name], kind_name)
+                if child.optional:
+                    version = served.get(kind_name)
+                    if version is None:
+                        continue  # its add-on is not installed: nothing of that kind can exist
+                    kind = kind_of(version, kind_name)
                 try:
                     candidates = await self.kube.list(kind, namespace, selector)
                 except KindMissing:
@@ -397,18 +577,33 @@ class Reconciler:
     ) -> None:
         if not status.status_changed(previous, new_status):
             return
-        await self.kube.patch(SENTIMENT_MODEL, namespace, name, {"status": new_status}, subresource="status")
+        patch = {"status": status.merge_patch(previous, new_status)}
+        await self.kube.patch(SENTIMENT_MODEL, namespace, name, patch, subresource="status")
         result.status = new_status
 
 
-def _providers(route_versions: RouteVersions) -> set[RoutingProvider]:
+def _providers(served: Served) -> set[RoutingProvider]:
     """The routing providers whose route kind the cluster serves."""
-    return {provider for provider, kind in builders.ROUTE_KINDS.items() if kind.kind in route_versions}
+    return {provider for provider, kind in builders.ROUTE_KINDS.items() if served.get(kind.kind)}
 
 
-def _served_as(route: JSONObj, route_versions: RouteVersions) -> JSONObj:
+def _keda(spec: SentimentModelSpec, served: Served) -> bool:
+    """Whether KEDA scales this model: it scales on a load metric and the cluster serves the ScaledObject."""
+    load = spec.autoscaling.enabled and spec.autoscaling.load_metric
+    return bool(load and served.get(kinds.SCALED_OBJECT.kind))
+
+
+def _status_kinds(spec: SentimentModelSpec) -> set[kinds.Kind]:
+    """The optional kinds the status of ``spec`` depends on: the route's, and KEDA's for a load metric."""
+    wanted: set[kinds.Kind] = set(builders.ROUTE_KINDS.values()) if spec.routing.enabled else set()
+    if spec.autoscaling.enabled and spec.autoscaling.load_metric:
+        wanted.add(kinds.SCALED_OBJECT)
+    return wanted
+
+
+def _served_as(route: JSONObj, served: Served) -> JSONObj:
     """The route as the apiVersion the cluster serves its kind as (the builders render the newest)."""
-    return {**route, "apiVersion": route_versions[str(route["kind"])]}
+    return {**route, "apiVersion": served[str(route["kind"])] or route["apiVersion"]}
 
 
 def _ours(live: JSONObj | None, desired: JSONObj) -> JSONObj | None:

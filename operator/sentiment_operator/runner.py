@@ -7,6 +7,7 @@ import logging
 import sys
 
 import kopf
+import prometheus_client
 
 from sentiment_operator.handlers import OperatorConfig, register
 from sentiment_operator.names import DEFAULT_CLUSTER_DOMAIN
@@ -56,6 +57,23 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_CLUSTER_DOMAIN,
         help="the cluster's DNS domain (kubelet --cluster-domain), used in Service hosts and status.url",
     )
+    parser.add_argument(
+        "--prometheus-url",
+        metavar="URL",
+        default=None,
+        help="the Prometheus canary rollouts query (a SentimentModel may name another in "
+        "spec.rollout.analysis.prometheusURL), e.g. http://prometheus.monitoring.svc:9090",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="serve the operator's own Prometheus metrics at http://ADDRESS:PORT/metrics",
+    )
+    parser.add_argument(
+        "--metrics-address", default="0.0.0.0", metavar="ADDRESS", help="address of --metrics-port"
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
 
 
@@ -64,6 +82,7 @@ def config_from(args: argparse.Namespace) -> OperatorConfig:
     return OperatorConfig(
         timer_interval=float(getattr(args, "resync_interval", 60.0)),
         cluster_domain=str(getattr(args, "cluster_domain", DEFAULT_CLUSTER_DOMAIN)),
+        prometheus_url=getattr(args, "prometheus_url", None),
     )
 
 
@@ -79,7 +98,14 @@ def run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     registry = kopf.OperatorRegistry()
-    register(registry, config_from(args))
+    config = config_from(args)
+    register(registry, config)
+    port = getattr(args, "metrics_port", None)
+    if port is not None:
+        # A daemon thread beside kopf's loop: scrapes never wait for a reconcile.
+        prometheus_client.start_http_server(
+            port, addr=str(getattr(args, "metrics_address", "0.0.0.0")), registry=config.metrics.registry
+        )
     kopf.run(
         registry=registry,
         clusterwide=all_namespaces,

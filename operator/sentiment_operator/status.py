@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Any, Final, Literal
 
 from sentiment_operator.kinds import GATEWAY, HTTP_ROUTE, VIRTUAL_SERVICE
-from sentiment_operator.names import canary_name, redis_name
+from sentiment_operator.names import ANNOTATION_REVISION, canary_name, redis_name
 from sentiment_operator.spec import InvalidSpecError, RoutingProvider, SentimentModelSpec
 
 JSONObj = dict[str, Any]
@@ -25,13 +25,15 @@ RoutingState = Literal["disabled", "applied", "not-served"]
 
 
 class Condition(StrEnum):
-    """The SentimentModel's condition types: Ready sums up the other four."""
+    """The SentimentModel's condition types: Ready sums up Available and CacheReady; Autoscaling, Routing and
+    Rollout explain the rest."""
 
     READY = "Ready"
     AVAILABLE = "Available"
     CACHE_READY = "CacheReady"
     AUTOSCALING = "Autoscaling"
     ROUTING = "Routing"
+    ROLLOUT = "Rollout"
 
 
 class Reason(StrEnum):
@@ -73,6 +75,18 @@ class Reason(StrEnum):
     HTTP_ROUTE_PENDING = "HTTPRoutePending"
     HTTP_ROUTE_NOT_ACCEPTED = "HTTPRouteNotAccepted"
     HTTP_ROUTE_REFS_NOT_RESOLVED = "HTTPRouteRefsNotResolved"
+    # Rollout: True while the spec's pod template serves all traffic
+    IMMEDIATE = "Immediate"
+    STABLE = "Stable"
+    # Rollout False: a canary in flight (PROGRESSING too), or rolled back
+    WAITING_FOR_CANARY = "WaitingForCanary"
+    PAUSED = "Paused"
+    NO_DATA = "NoData"
+    PROMOTING = "Promoting"
+    ANALYSIS_FAILED = "AnalysisFailed"
+    NO_DATA_TIMEOUT = "NoDataTimeout"
+    CANARY_NOT_AVAILABLE = "CanaryNotAvailable"
+    ABORTED = "Aborted"
 
 
 CONDITION_TYPES: Final = tuple(Condition)
@@ -133,6 +147,17 @@ def now_rfc3339(now: datetime.datetime | None = None) -> str:
     return moment.astimezone(datetime.UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def rfc3339(epoch: float) -> str:
+    """A moment as RFC 3339 with milliseconds (a rollout's steps may be seconds apart)."""
+    moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def epoch_of(timestamp: str) -> float:
+    """Seconds since the epoch of an RFC 3339 time (with or without fractions)."""
+    return datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+
+
 def deployment_replicas(deployment: Mapping[str, Any] | None, default_desired: int = 0) -> Replicas:
     """Replica counts of a live Deployment (desired comes from its spec, which the HPA may have changed)."""
     if deployment is None:
@@ -146,6 +171,24 @@ def deployment_replicas(deployment: Mapping[str, Any] | None, default_desired: i
         updated=int(status.get("updatedReplicas") or 0),
         available=int(status.get("availableReplicas") or 0),
     )
+
+
+def rolled_out_revision(deployment: Mapping[str, Any] | None) -> str | None:
+    """The pod template revision a live Deployment runs on every replica, all of them available (its
+    controller has seen the latest spec, no old pod is left); None while it rolls, or when it is missing."""
+    if deployment is None:
+        return None
+    meta = deployment.get("metadata") or {}
+    spec = deployment.get("spec") or {}
+    live = deployment.get("status") or {}
+    annotations = ((spec.get("template") or {}).get("metadata") or {}).get("annotations") or {}
+    revision = annotations.get(ANNOTATION_REVISION)
+    desired = int(spec["replicas"]) if spec.get("replicas") is not None else 1
+    settled = int(live.get("observedGeneration") or 0) >= int(meta.get("generation") or 0)
+    counts = [int(live.get(key) or 0) for key in ("updatedReplicas", "availableReplicas", "replicas")]
+    if revision is None or not settled or counts != [desired] * 3:
+        return None
+    return str(revision)
 
 
 def _live_condition(obj: Mapping[str, Any] | None, ctype: str) -> Mapping[str, Any] | None:
@@ -494,6 +537,29 @@ def http_route_condition(
     )
 
 
+def rollout_condition(
+    spec: SentimentModelSpec, rollout: Mapping[str, Any] | None, generation: int | None
+) -> JSONObj:
+    """True while the spec's pod template serves all traffic; False while a canary is in flight (why, in the
+    message) or after a rollback. ``rollout`` is ``status.rollout`` (None with strategy Immediate)."""
+    if not spec.rollout.canary or rollout is None:
+        return _condition(
+            Condition.ROLLOUT,
+            True,
+            Reason.IMMEDIATE,
+            "strategy Immediate: a new pod template rolls out at once (a rolling update)",
+            generation,
+        )
+    stable = rollout.get("phase") == Reason.STABLE.value
+    return _condition(
+        Condition.ROLLOUT,
+        stable,
+        str(rollout.get("reason") or Reason.STABLE),
+        str(rollout.get("message") or ""),
+        generation,
+    )
+
+
 def ready_condition(
     parts: Sequence[Mapping[str, Any]], spec: SentimentModelSpec, generation: int | None
 ) -> JSONObj:
@@ -563,10 +629,12 @@ def compute_status(
     previous: Mapping[str, Any] | None,
     now: str,
     not_owned: Sequence[str] = (),
+    rollout: Mapping[str, Any] | None = None,
 ) -> JSONObj:
     """The full status of a valid SentimentModel. Keys with None values are to be removed (merge patch).
 
-    ``url`` is where the Service answers inside the cluster (``builders.inference_url``).
+    ``url`` is where the Service answers inside the cluster (``builders.inference_url``); ``rollout`` is
+    ``status.rollout`` as the rollout state machine wrote it (None with strategy Immediate).
 
     ``not_owned``: why children could not be applied (objects of theirs in the way); Ready is False then.
     """
@@ -576,6 +644,7 @@ def compute_status(
         cache_condition(spec, observed, name, generation),
         autoscaling_condition(spec, observed, name, generation),
         routing,
+        rollout_condition(spec, rollout, generation),
     ]
     ready = ready_condition(parts, spec, generation)
     if not_owned:
@@ -598,6 +667,7 @@ def compute_status(
         # Only what the cluster routes: no path while no route is written, or no gateway accepted it yet.
         "gatewayPath": spec.gateway_prefix(name) if routed else None,
         "routingProvider": observed.routing_provider if observed.routing == "applied" else None,
+        "rollout": dict(rollout) if rollout is not None else None,
     }
 
 
@@ -640,6 +710,25 @@ def condition_of(status: Mapping[str, Any] | None, ctype: Condition) -> Mapping[
 
 def ready_of(status: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
     return condition_of(status, Condition.READY)
+
+
+def merge_patch(previous: Mapping[str, Any] | None, new: Mapping[str, Any]) -> JSONObj:
+    """The JSON merge patch (RFC 7386) that writes ``new`` over ``previous``: None values remove a top-level
+    key; below the top level ``new`` replaces ``previous`` whole, so a nested key that is gone (a field of
+    ``status.rollout``, of the stable spec it holds) is sent as null and removed rather than kept."""
+    before = previous or {}
+    return {
+        key: _replacing(before.get(key), value) if isinstance(value, Mapping) else value
+        for key, value in new.items()
+    }
+
+
+def _replacing(before: Any, after: Mapping[str, Any]) -> JSONObj:
+    old = before if isinstance(before, Mapping) else {}
+    out: JSONObj = {key: None for key in old if key not in after}
+    for key, value in after.items():
+        out[key] = _replacing(old.get(key), value) if isinstance(value, Mapping) else value
+    return out
 
 
 def status_changed(previous: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:

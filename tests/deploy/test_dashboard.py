@@ -1,7 +1,9 @@
-"""examples/grafana/sentiment-dashboard.json and examples/monitoring/servicemonitor.yaml.
+"""examples/grafana/sentiment-dashboard.json and examples/monitoring/prometheusrule.yaml.
 
 Every PromQL query parses (promql-parser, a real PromQL parser) and every sentiment_* series it selects is
-one the real server exposes at /metrics; the others come from kube-state-metrics / cAdvisor, listed here.
+one the real server exposes at /metrics, every sentiment_operator_* one the operator's metrics; the others
+come from kube-state-metrics / cAdvisor, listed here. tests/e2e/test_canary_rollouts.py evaluates the queries
+of the server's and the operator's series, and the rules, against a real Prometheus.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from typing import Any
 
 import httpx
 import promql_parser
-import pytest
 import yaml
 from deploy_support import ROOT
 from prometheus_client.parser import text_string_to_metric_families
@@ -34,6 +35,7 @@ EXTERNAL_SERIES = frozenset(
 # Grafana's variables, replaced by representative values before parsing.
 GRAFANA_VARIABLES = {
     "$__rate_interval": "1m",
+    "$__range": "1h",
     "$namespace": ".*",
     "$service": ".*",
 }
@@ -105,11 +107,15 @@ def test_every_series_the_dashboard_uses_exists(deploy_server: ServerProcess) ->
     assert set(METRIC_NAMES) <= exposed, "metrics.METRIC_NAMES documents series /metrics does not expose"
 
     used: set[str] = set()
+    from sentiment_operator.metrics import METRIC_NAMES as OPERATOR_METRICS
+
     for where, expr in _queries():
         names = selected_series(expr)
         assert names, f"{where}: selects no series"
         for name in names:
-            if name.startswith("sentiment_"):
+            if name.startswith("sentiment_operator_"):
+                assert name in OPERATOR_METRICS, f"{where}: {name} is not one of the operator's metrics"
+            elif name.startswith("sentiment_"):
                 assert name in exposed, f"{where}: {name} is not exposed by sentiment-serve's /metrics"
             else:
                 assert name in EXTERNAL_SERIES, f"{where}: {name}: not the server's, not a known exporter's"
@@ -155,39 +161,58 @@ def test_dashboard_structure() -> None:
                 cells.add((x, y))
         for target in panel["targets"]:
             for used in re.findall(r"\$(\w+)", target["expr"]):
-                assert used in variables or used == "__rate_interval", f"{panel['title']}: ${used}"
+                assert used in variables or used in ("__rate_interval", "__range"), (
+                    f"{panel['title']}: ${used}"
+                )
 
 
-@pytest.fixture(scope="module")
-def service_monitor() -> dict[str, Any]:
-    doc: dict[str, Any] = yaml.safe_load(
-        (ROOT / "examples" / "monitoring" / "servicemonitor.yaml").read_text(encoding="utf-8")
-    )
-    return doc
+def test_the_rollout_panels_show_weights_and_both_tracks_error_rate_and_p99() -> None:
+    titles = {panel["title"]: panel for panel in DASHBOARD["panels"]}
+    weights = titles["Rollout: traffic split"]["targets"][0]["expr"]
+    assert "sentiment_operator_rollout_weight" in weights
+    for title in ("Rollout: error rate, canary vs stable", "Rollout: p99 latency, canary vs stable"):
+        assert "by (sentiment_model, track" in titles[title]["targets"][0]["expr"]
 
 
-def test_service_monitor_selects_the_inference_services_the_operator_builds(
-    service_monitor: dict[str, Any],
-) -> None:
-    from sentiment_operator.cli import render_documents
+RULES: dict[str, Any] = yaml.safe_load(
+    (ROOT / "examples" / "monitoring" / "prometheusrule.yaml").read_text(encoding="utf-8")
+)
 
-    assert service_monitor["apiVersion"] == "monitoring.coreos.com/v1"
-    assert service_monitor["kind"] == "ServiceMonitor"
-    selector = service_monitor["spec"]["selector"]["matchLabels"]
-    (endpoint,) = service_monitor["spec"]["endpoints"]
-    assert endpoint["path"] == "/metrics"
-    selected: list[str] = []
-    for obj in render_documents(
-        [str(ROOT / "examples" / "canary.yaml"), str(ROOT / "examples" / "project.yaml")]
-    ):
-        if obj["kind"] != "Service":
-            continue
-        labels = obj["metadata"]["labels"]
-        if selector.items() <= labels.items():
-            selected.append(obj["metadata"]["name"])
-            assert endpoint["port"] in {p["name"] for p in obj["spec"]["ports"]}
-        else:
-            assert labels.get("app.kubernetes.io/component") == "cache", f"{obj['metadata']['name']} missed"
-    assert "project" in selected
-    assert any(name.endswith("-canary") for name in selected)
-    assert not any(name.endswith("-redis") for name in selected)
+
+def test_the_prometheus_rule_matches_the_prometheus_operator_crd_and_promtool() -> None:
+    import shutil
+    import subprocess
+    import tempfile
+
+    import monitoring_schema
+
+    monitoring_schema.validate(RULES)
+    alerts = {r["alert"] for g in RULES["spec"]["groups"] for r in g["rules"] if "alert" in r}
+    assert alerts == {
+        "SentimentRolloutRolledBack",
+        "SentimentModelNotReady",
+        "SentimentPredictLatencyHigh",
+        "SentimentPredictOverloaded",
+    }
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool comes with the prometheus package (make install)"
+    with tempfile.NamedTemporaryFile("w", suffix=".yml") as rules:
+        yaml.safe_dump({"groups": RULES["spec"]["groups"]}, rules)
+        rules.flush()
+        checked = subprocess.run([promtool, "check", "rules", rules.name], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "SUCCESS: 6 rules found" in checked.stdout
+
+
+def test_rule_series_are_the_servers_and_the_operators(deploy_server: ServerProcess) -> None:
+    from sentiment_inference.metrics import METRIC_NAMES
+    from sentiment_operator.metrics import METRIC_NAMES as OPERATOR_METRICS
+
+    known = set(OPERATOR_METRICS) | {
+        f"{name}{suffix}" for name in METRIC_NAMES for suffix in ("", "_bucket", "_sum", "_count")
+    }
+    recorded = {r["record"] for g in RULES["spec"]["groups"] for r in g["rules"] if "record" in r}
+    for group in RULES["spec"]["groups"]:
+        for rule in group["rules"]:
+            for name in selected_series(rule["expr"]):
+                assert name in known or name in recorded, f"{rule.get('alert') or rule['record']}: {name}"

@@ -46,9 +46,10 @@ def assert_nothing_left(output: str, demo_dir: Path) -> None:
     assert not left, f"processes left behind: {left}"
 
 
+@pytest.mark.timeout(900)  # the demo runs two canary rollouts (about three minutes on an idle machine)
 def test_demo_runs_the_operator_end_to_end_and_cleans_up(tmp_path: Path) -> None:
     demo_dir = tmp_path / "demo"
-    proc = run_demo(demo_dir, timeout=600)
+    proc = run_demo(demo_dir, timeout=840)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-5000:]
     out = proc.stdout
@@ -60,7 +61,9 @@ def test_demo_runs_the_operator_end_to_end_and_cleans_up(tmp_path: Path) -> None
         "$ curl -s -X POST http://127.",
         "$ kubectl -n sentiment patch sentimentmodel project --type merge",
         "$ kubectl -n sentiment rollout status deployment/project",
-        "$ kubectl -n sentiment delete sentimentmodel project lab broken",
+        "$ kubectl apply -f examples/rollout-demo.yaml",
+        "$ kubectl -n sentiment patch sm reviews --type merge",
+        "$ kubectl -n sentiment delete sentimentmodel project lab broken reviews",
     ]
     positions = [out.index(command) for command in commands]
     assert positions == sorted(positions)
@@ -93,6 +96,18 @@ def test_demo_runs_the_operator_end_to_end_and_cleans_up(tmp_path: Path) -> None
     # The invalid model is InvalidSpec, with the field named.
     assert re.search(r"^broken\s+False\s.*InvalidSpec", out, re.MULTILINE)
     assert "spec.resources.requests.cpu" in out
+
+    # Progressive delivery: the first new version went through the mirrored and both weighted steps and was
+    # promoted; the second (trained with swapped labels) was rolled back on the label check.
+    rollout = out[out.index("$ kubectl apply -f examples/rollout-demo.yaml") :]
+    for shown in ("Progressing 1/3 mirror 100%", "Progressing 2/3 canary 25%", "Progressing 3/3 canary 50%"):
+        assert shown in rollout, rollout[-4000:]
+    assert re.search(r"^reviews\s+True\s+1/1\s.*\sStable\s", rollout, re.MULTILINE)
+    assert " promoted: the stable Deployment runs it" in rollout
+    assert re.search(r"^reviews\s+True\s+1/1\s.*\sRolledBack\s", rollout, re.MULTILINE)
+    assert "AnalysisFailed: analysis failed 2/2: labelShift" in rollout
+    assert re.search(r"rollouts_total promoted 1", rollout)
+    assert re.search(r"rollouts_total rolled_back 1", rollout)
 
     # Deleted: nothing left in the namespace, no pod, no process.
     assert "No resources found in sentiment namespace." in output

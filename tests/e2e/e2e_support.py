@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polling
+from serving import processes_under
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBECTL = Path(sys.executable).parent / "kubectl"
@@ -83,3 +86,38 @@ def metric(text: str, name: str, labels: dict[str, str]) -> float:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 return float(sample.value)
     return 0.0
+
+
+@contextlib.contextmanager
+def running_cluster(base: Path, model_dir: Path, *options: str) -> Iterator[DevCluster]:
+    """``python -m sentiment_devcluster up`` (with ``options``) in ``base``; stopped, and every pod process
+    with it, on the way out."""
+    state = base / "state"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SENTIMENT_", "KUBE"))}
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", KUBECONFIG=str(state / "kubeconfig"))
+    log = (base / "cluster.log").open("wb")
+    argv = [sys.executable, "-m", "sentiment_devcluster", "up", "--state-dir", str(state), *options]
+    argv += ["--model-dir", str(model_dir)]
+    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    cluster = DevCluster(state, process, env)
+    try:
+        wait_until(
+            lambda: (state / "cluster.json").exists() or process.poll() is not None,
+            within=120,
+            what="the cluster",
+        )
+        assert process.poll() is None, cluster.log_tail()
+        yield cluster
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+        log.close()
+    assert process.returncode == 0, cluster.log_tail()
+    # Every pod process stopped with the cluster.
+    wait_until(
+        lambda: not processes_under(state), within=20, what=f"no process left: {processes_under(state)}"
+    )

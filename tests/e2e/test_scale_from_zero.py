@@ -1,8 +1,8 @@
 """Scale to zero and back on the embedded cluster: a request at zero replicas, what it gets, and the
 scale-up it causes.
 
-The cluster serves KEDA's ScaledObject and Istio's VirtualService (``up --serve keda --serve istio``) but
-runs neither controller, so the test plays exactly their parts that matter here, from what the operator
+The cluster serves KEDA's ScaledObject (``up --serve keda``) and Istio's VirtualService but runs neither
+controller, so the test plays exactly their parts that matter here, from what the operator
 wrote:
 
 - the gateway: routes the VirtualService's path prefix to its destination Service (through the cluster's

@@ -534,3 +534,30 @@ async def test_a_dependent_written_after_its_owner_is_gone_is_collected(api: Api
     created = await api.call("POST", DEPLOYMENTS, late)
     assert created.status == 201, created
     assert (await api.call("GET", f"{DEPLOYMENTS}/late")).status == 404
+
+
+async def test_the_prometheus_operator_kinds_are_served_once_installed(api: Api) -> None:
+    """A CRD's kind is served only once installed (discovery lists it, its paths answer with Statuses): the
+    operator applies a ServiceMonitor by server-side apply and finds it again by its labels, as on a cluster
+    running the Prometheus operator."""
+    monitors = "/apis/monitoring.coreos.com/v1/namespaces/default/servicemonitors"
+    assert (await api.call("GET", f"{monitors}/m")).body == "404 page not found\n"
+    assert (await api.call("GET", "/apis/monitoring.coreos.com/v1")).status == 404
+    api.server.install_prometheus_operator()
+    discovery = await api.ok("GET", "/apis/monitoring.coreos.com/v1")
+    assert {r["name"] for r in discovery["resources"]} >= {"servicemonitors", "prometheusrules"}
+    monitor = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": {"name": "m", "namespace": "default", "labels": {"app": "a"}},
+        "spec": {
+            "selector": {"matchLabels": {"app": "a"}},
+            "endpoints": [{"port": "http", "interval": "1s"}],
+        },
+    }
+    created = await api.call("PATCH", f"{monitors}/m", json.dumps(monitor), APPLY, fieldManager="op")
+    assert created.status == 201
+    assert created.body["spec"]["endpoints"] == [{"port": "http", "interval": "1s"}]
+    listed = await api.ok("GET", monitors, labelSelector="app=a")
+    assert [item["metadata"]["name"] for item in listed["items"]] == ["m"]
+    assert (await api.ok("GET", monitors, labelSelector="app=b"))["items"] == []

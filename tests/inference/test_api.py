@@ -384,3 +384,45 @@ async def test_int8_server_answers_and_reports_its_precision(
         assert model["precision"] == "int8"
         response = await ra.client.post("/predict", json={"text": ["I love you!", "I hate you!"]})
         assert [p[0]["label"] for p in response.json()["predictions"]] == ["POSITIVE", "NEGATIVE"]
+
+
+async def test_predictions_are_counted_by_top_label_cached_or_computed(
+    running_app: RunningAppFactory, make_settings: Callable[..., Settings]
+) -> None:
+    scores = {"good": [0.1, 0.9], "bad": [0.8, 0.2], "tie": [0.5, 0.5]}
+    async with running_app(make_settings(), backend=FakeBackend(scores=scores)) as ra:
+        # Both series exist before the first answer (a rate then counts the first ones too).
+        text = (await ra.client.get("/metrics")).text
+        assert 'sentiment_predictions_total{label="NEGATIVE"} 0.0' in text
+        assert 'sentiment_predictions_total{label="POSITIVE"} 0.0' in text
+        await ra.client.post("/predict", json={"text": ["good", "bad", "good", "tie"]})
+        await ra.client.post("/predict", json={"text": ["good"]})  # from the cache: still an answer
+        assert await ra.metric("sentiment_predictions_total", {"label": "POSITIVE"}) == 3
+        # A tie goes to the label listed first, as the sorted answer shows it.
+        assert await ra.metric("sentiment_predictions_total", {"label": "NEGATIVE"}) == 2
+        assert await ra.metric("sentiment_cache_hits_total", {"backend": "local"}) == 1
+
+
+async def test_a_mirrored_copy_is_answered_but_never_written_to_the_cache(
+    running_app: RunningAppFactory, make_settings: Callable[..., Settings]
+) -> None:
+    backend = FakeBackend(scores={"seen by a mirror": [0.1, 0.9]})
+    async with running_app(make_settings(), backend=backend) as ra:
+        body = {"text": ["seen by a mirror"]}
+        shadow = {"host": "project.sentiment.svc.cluster.local-shadow:8000"}
+        for _ in range(2):
+            response = await ra.client.post("/predict", json=body, headers=shadow)
+            assert response.status_code == 200
+            assert response.json()["predictions"][0][0] == {"label": "POSITIVE", "score": 0.9}
+        assert len(backend.batches) == 2  # computed twice: the first copy's answer was not cached
+        assert await ra.metric("sentiment_mirrored_requests_total") == 2
+        assert await ra.metric("sentiment_predictions_total", {"label": "POSITIVE"}) == 2
+        # The same text from a real client is computed once and cached from then on.
+        for _ in range(2):
+            assert (await ra.client.post("/predict", json=body)).status_code == 200
+        assert len(backend.batches) == 3
+        assert await ra.metric("sentiment_mirrored_requests_total") == 2
+        # A host that merely contains the suffix elsewhere is not a mirror.
+        await ra.client.post("/predict", json={"text": ["x"]}, headers={"host": "a-shadow.example:1"})
+        await ra.client.post("/predict", json={"text": ["x"]}, headers={"host": "shadowed"})
+        assert await ra.metric("sentiment_mirrored_requests_total") == 2

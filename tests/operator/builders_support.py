@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sentiment_operator.builders import Children, build_children
+from sentiment_operator.builders import Children, Release, build_children
 from sentiment_operator.spec import parse_spec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,13 +25,21 @@ def load_models(path: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
 
 
-def children_of(doc: dict[str, Any], uid: str | None = None, *, keda: bool | None = None) -> Children:
+def children_of(
+    doc: dict[str, Any],
+    uid: str | None = None,
+    release: Release | None = None,
+    *,
+    keda: bool | None = None,
+) -> Children:
     """The children on a cluster with Istio and (``keda``) KEDA; None: KEDA only where the model needs it
     (scale to zero), as ``sentiment-operator render`` does."""
     meta = doc["metadata"]
     spec = parse_spec(meta["name"], doc.get("spec"))
     with_keda = spec.autoscaling.scales_to_zero if keda is None else keda
-    return build_children(meta["name"], meta.get("namespace", "default"), spec, uid=uid, keda=with_keda)
+    return build_children(
+        meta["name"], meta.get("namespace", "default"), spec, uid=uid, keda=with_keda, release=release
+    )
 
 
 def all_example_objects() -> Iterator[tuple[str, dict[str, Any]]]:

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 from sentiment_operator import builders, kinds, names
-from sentiment_operator.builders import Children, build_children
+from sentiment_operator.builders import Children, Release, build_children, template_revision
 from sentiment_operator.spec import SERVER_ENV_NAMES, parse_spec
+from sentiment_operator.traffic import TrafficSplit
 
 UID = "5f0b8f57-1c33-4c1e-9e4b-0a4d3c0f4a10"
 
@@ -43,6 +44,7 @@ def test_default_children_and_names() -> None:
         ("Service", "demo"),
         ("Deployment", "demo"),
         ("HorizontalPodAutoscaler", "demo"),
+        ("ServiceMonitor", "demo"),
     ]
     assert children.keys() == {
         (o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in children.objects()
@@ -691,3 +693,109 @@ def test_a_disruption_budget_whenever_more_than_one_server_pod_is_wanted(
         "selector": {"matchLabels": children.deployment["spec"]["selector"]["matchLabels"]},
     }
     assert pdb in children.objects()
+
+
+# --- canary rollouts ----------------------------------------------------------------------------------------
+
+ROLLING = {
+    "routing": {"enabled": True},
+    "monitoring": {"interval": "1s", "labels": {"release": "kube-prometheus-stack"}},
+    "rollout": {"strategy": "Canary", "steps": [20, 60], "interval": "2s"},
+    "autoscaling": {"enabled": False},
+    "replicas": 3,
+}
+
+
+def rolling(image: str = "img:2", release: Release | None = None, **extra: Any) -> Children:
+    return build_children(
+        "demo", "ns", parse_spec("demo", {**ROLLING, "image": image, **extra}), uid=UID, release=release
+    )
+
+
+def revision_of(deployment: dict[str, Any]) -> str:
+    return str(deployment["spec"]["template"]["metadata"]["annotations"][names.ANNOTATION_REVISION])
+
+
+def test_the_template_revision_follows_the_pod_template_only() -> None:
+    base = parse_spec("demo", {**ROLLING, "image": "img:1"})
+    revision = template_revision("demo", "ns", base)
+    assert revision_of(rolling("img:1").deployment) == revision
+    assert template_revision("demo", "ns", parse_spec("demo", {**ROLLING, "image": "img:2"})) != revision
+    # Replicas, routing and the rollout's own settings are not the template.
+    same = parse_spec(
+        "demo", {**ROLLING, "image": "img:1", "replicas": 5, "rollout": {"strategy": "Immediate"}}
+    )
+    assert template_revision("demo", "ns", same) == revision
+    # Nor is the Redis password's version (a regenerated password rolls the pods but is no release).
+    with_auth = build_children("demo", "ns", base, uid=UID, redis_auth_version="v9").deployment
+    assert revision_of(with_auth) == revision
+
+
+def test_during_a_rollout_the_stable_keeps_its_template_and_the_canary_runs_the_new_one() -> None:
+    old = parse_spec("demo", {**ROLLING, "image": "img:1"})
+    children = rolling("img:2", Release(stable_spec=old, canary="serving", split=TrafficSplit(80, 20)))
+    stable_image = server(children)["image"]
+    assert children.canary_deployment is not None
+    assert stable_image == "img:1"
+    assert children.canary_deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "img:2"
+    assert revision_of(children.deployment) == template_revision("demo", "ns", old)
+    assert revision_of(children.canary_deployment) == template_revision(
+        "demo", "ns", parse_spec("demo", {**ROLLING, "image": "img:2"})
+    )
+    # The stable keeps the spec's replicas; the canary gets enough for the largest step (60 % of 3).
+    assert children.deployment["spec"]["replicas"] == 3
+    assert children.canary_deployment["spec"]["replicas"] == 2
+    route = children.route["spec"]["http"][0]["route"]  # type: ignore[index]
+    assert [(r["destination"]["host"].split(".")[0], r["weight"]) for r in route] == [
+        ("demo", 80),
+        ("demo-canary", 20),
+    ]
+
+
+def test_a_mirrored_step_copies_to_the_canary_and_a_rollback_scales_it_to_zero() -> None:
+    old = parse_spec("demo", {**ROLLING, "image": "img:1"})
+    mirrored = rolling("img:2", Release(stable_spec=old, canary="serving", split=TrafficSplit(mirror=40)))
+    http = mirrored.route["spec"]["http"][0]  # type: ignore[index]
+    assert [r["destination"]["host"].split(".")[0] for r in http["route"]] == ["demo"]
+    assert http["mirror"]["host"] == "demo-canary.ns.svc.cluster.local"
+    assert http["mirrorPercentage"] == {"value": 40.0}
+    down = rolling("img:2", Release(stable_spec=old, canary="scaled-down"), autoscaling={"enabled": True})
+    assert down.canary_deployment is not None
+    assert down.canary_deployment["spec"]["replicas"] == 0
+    assert down.canary_hpa is None  # an HPA would scale it back up
+    assert "replicas" not in down.deployment["spec"]  # the stable's belong to its HPA
+    assert [r["destination"]["host"].split(".")[0] for r in down.route["spec"]["http"][0]["route"]] == [
+        "demo"
+    ]  # type: ignore[index]
+
+
+def test_the_service_monitor_selects_this_models_stable_and_canary_services_only() -> None:
+    old = parse_spec("demo", {**ROLLING, "image": "img:1"})
+    children = rolling("img:2", Release(stable_spec=old, canary="serving", split=TrafficSplit(80, 20)))
+    monitor = children.service_monitor
+    assert monitor is not None
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    selected = [
+        obj["metadata"]["name"]
+        for obj in children.objects()
+        if obj["kind"] == "Service" and selector.items() <= obj["metadata"]["labels"].items()
+    ]
+    assert selected == ["demo", "demo-canary"]
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert (endpoint["port"], endpoint["path"], endpoint["interval"], endpoint["scrapeTimeout"]) == (
+        "http",
+        "/metrics",
+        "1s",
+        "1s",
+    )
+    targets = {r["targetLabel"]: r for r in endpoint["relabelings"] if r.get("regex") is None}
+    assert targets[names.SERIES_LABEL_MODEL]["sourceLabels"] == [
+        "__meta_kubernetes_service_label_app_kubernetes_io_instance"
+    ]
+    tracks = {r["regex"]: r["replacement"] for r in endpoint["relabelings"] if r.get("regex")}
+    assert tracks == {
+        names.COMPONENT_INFERENCE: names.TRACK_STABLE,
+        names.COMPONENT_CANARY: names.TRACK_CANARY,
+    }
+    assert build("demo", monitoring={"serviceMonitor": False}).service_monitor is None

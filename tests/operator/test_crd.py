@@ -78,6 +78,7 @@ def test_printer_columns() -> None:
     assert columns["Replicas"]["jsonPath"] == ".status.replicasSummary"
     assert columns["Model"]["jsonPath"] == ".spec.model.id"
     assert columns["Path"]["jsonPath"] == ".status.gatewayPath"
+    assert columns["Rollout"]["jsonPath"] == ".status.rollout.summary"
     assert columns["Age"]["type"] == "date"
     assert {name for name, c in columns.items() if c.get("priority") == 1} == {"URL", "Precision", "Reason"}
 
@@ -289,6 +290,16 @@ CEL_CASES = [
         },
         "exactly one of",
         "spec.routing.canary.model.source.image",
+    ),
+]
+
+
+CEL_CASES += [
+    ({"rollout": {"strategy": "Canary"}}, "it needs routing.enabled", "spec.rollout.strategy"),
+    (
+        {"rollout": {"strategy": "Canary"}, "routing": {"enabled": True, "canary": {"weight": 5}}},
+        "cannot be combined",
+        "spec.routing.canary",
     ),
 ]
 

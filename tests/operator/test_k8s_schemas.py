@@ -1,7 +1,8 @@
 """Every rendered object is valid for the real API: kubernetes-validate (1.30 and the newest schema it ships),
-the VirtualService against Istio's CRD schema (tests/istio_schema.py) and the ScaledObject against KEDA's
-(tests/keda_schema.py), both from PyPI packages, the HTTPRoute against Gateway API's
-(tests/gateway_api_schema.py, from an npm package); each validator proven strict."""
+the VirtualService against Istio's CRD schema (tests/istio_schema.py), the ScaledObject against KEDA's
+(tests/keda_schema.py) and the ServiceMonitor against the Prometheus operator's (tests/monitoring_schema.py),
+all from PyPI packages, the HTTPRoute against Gateway API's (tests/gateway_api_schema.py, from an npm
+package); each validator proven strict."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ import gateway_api_schema
 import istio_schema
 import keda_schema
 import kubernetes_validate
+import monitoring_schema
 import pytest
 from builders_support import all_example_objects, children_of, model
-from sentiment_operator.builders import routing
+from sentiment_operator.builders import Release, routing
 from sentiment_operator.spec import parse_spec
+from sentiment_operator.traffic import TrafficSplit
 
 K8S_VERSIONS = ["1.30.0", kubernetes_validate.utils.latest_version()]
 EXAMPLE_OBJECTS = list(all_example_objects())
@@ -76,13 +79,43 @@ EXTRA_OBJECTS = [
     *(("load", obj) for doc in LOAD_MODELS for obj in children_of(doc, uid="u-1", keda=True).objects()),
     *(("load", obj) for doc in LOAD_MODELS[:1] for obj in children_of(doc, uid="u-1", keda=False).objects()),
 ]
-ALL_OBJECTS = EXAMPLE_OBJECTS + EXTRA_OBJECTS
+# A canary rollout's states: mirrored, weighted (with the stable on the old template), rolled back; through
+# Istio and through Gateway API (the HTTPRoute's weighted backendRefs and its RequestMirror filter).
+ROLLOUT_SPEC: dict[str, Any] = {
+    "image": "ghcr.io/sentiment-operator/inference:0.2.0",
+    "monitoring": {"interval": "1s", "labels": {"release": "kube-prometheus-stack"}},
+    "rollout": {"strategy": "Canary", "mirrorPercent": 30, "interval": "2s"},
+}
+ROLLOUTS = [
+    model(name="rolling", routing={"enabled": True}, **ROLLOUT_SPEC),
+    model(name="rolling-gw", routing={"enabled": True, "provider": "gatewayAPI"}, **ROLLOUT_SPEC),
+]
 
+
+def releases(doc: dict[str, Any]) -> list[Release]:
+    name = doc["metadata"]["name"]
+    old = parse_spec(name, {**doc["spec"], "image": "ghcr.io/sentiment-operator/inference:0.1.0"})
+    return [
+        Release(stable_spec=old, canary="serving", split=TrafficSplit(mirror=30)),
+        Release(stable_spec=old, canary="serving", split=TrafficSplit(75, 25)),
+        Release(stable_spec=old, canary="scaled-down"),
+    ]
+
+
+EXTRA_OBJECTS += [
+    (f"rollout-{index}", obj)
+    for doc in ROLLOUTS
+    for index, release in enumerate(releases(doc))
+    for obj in children_of(doc, uid="u-2", release=release).objects()
+]
+ALL_OBJECTS = EXAMPLE_OBJECTS + EXTRA_OBJECTS
 # Each custom resource against its own project's CRD schema (a PyPI package, strict).
 CRD_VALIDATORS: dict[str, Callable[[dict[str, Any]], None]] = {
     "VirtualService": istio_schema.validate,
     "ScaledObject": keda_schema.validate,
 }
+# Kinds of add-ons' CRDs, which kubernetes-validate does not know: checked against their own schemas.
+ADD_ON_KINDS = (*CRD_VALIDATORS, "HTTPRoute", "ServiceMonitor")
 
 
 def _id(item: tuple[str, dict[str, Any]]) -> str:
@@ -101,6 +134,7 @@ def test_there_is_something_to_validate() -> None:
         "VirtualService",
         "HTTPRoute",
         "ScaledObject",
+        "ServiceMonitor",
     }
     assert kinds == expected
     pods_metrics = [
@@ -114,9 +148,7 @@ def test_there_is_something_to_validate() -> None:
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
-@pytest.mark.parametrize(
-    "item", [i for i in ALL_OBJECTS if i[1]["kind"] not in (*CRD_VALIDATORS, "HTTPRoute")], ids=_id
-)
+@pytest.mark.parametrize("item", [i for i in ALL_OBJECTS if i[1]["kind"] not in ADD_ON_KINDS], ids=_id)
 def test_kubernetes_schema(item: tuple[str, dict[str, Any]], version: str) -> None:
     kubernetes_validate.validate(item[1], version, strict=True)
 
@@ -144,8 +176,7 @@ MIRRORED = routing.route_intent(
     "demo",
     "default",
     parse_spec("demo", {"routing": {"enabled": True, "pathPrefix": "/p", "canary": {}}}),
-    canary_weight=0,
-    mirror_percent=25,
+    TrafficSplit(mirror=25),
 )
 MIRRORED_VIRTUAL_SERVICE = ("mirror", routing.virtual_service(MIRRORED, "u-1", "cluster.local"))
 VIRTUAL_SERVICES = [i for i in ALL_OBJECTS if i[1]["kind"] == "VirtualService"] + [MIRRORED_VIRTUAL_SERVICE]
@@ -165,6 +196,49 @@ def test_custom_resource_matches_its_projects_crd(item: tuple[str, dict[str, Any
 
 def test_virtual_services_are_rendered() -> None:
     assert len(VIRTUAL_SERVICES) >= 4
+    mirrored = [obj for _, obj in VIRTUAL_SERVICES if "mirror" in obj["spec"]["http"][0]]
+    assert mirrored, "the mirrored step is schema-checked too"
+
+
+SERVICE_MONITORS = [i for i in ALL_OBJECTS if i[1]["kind"] == "ServiceMonitor"]
+
+
+@pytest.mark.parametrize("item", SERVICE_MONITORS, ids=_id)
+def test_service_monitor_matches_the_prometheus_operator_crd(item: tuple[str, dict[str, Any]]) -> None:
+    obj = item[1]
+    monitoring_schema.validate(obj)
+    kubernetes_validate.validate(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": obj["metadata"]}, "1.30.0", strict=True
+    )
+
+
+def _broken_monitor(change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    obj = copy.deepcopy(SERVICE_MONITORS[0][1])
+    monitoring_schema.validate(obj)  # valid before the change, so the change is what is refused
+    change(obj)
+    return obj
+
+
+@pytest.mark.parametrize(
+    ("change", "refused"),
+    [
+        (
+            lambda o: o["spec"]["endpoints"][0].update(intervall="5s"),
+            r"endpoints\[0\]\.intervall: unknown field",
+        ),
+        (lambda o: o["spec"]["endpoints"][0]["relabelings"][0].update(action="Rename"), r"action"),
+        (lambda o: o["spec"]["endpoints"][0].update(honorLabels="yes"), r"honorLabels"),
+        (lambda o: o["spec"].pop("selector"), r"selector\s+Field required"),
+        (
+            lambda o: o.update(kind="ServiceMonitorr"),
+            r"no Prometheus operator schema for monitoring\.coreos\.com/v1 ServiceMonitorr",
+        ),
+    ],
+    ids=["unknown field", "bad enum", "wrong type", "missing required", "unknown kind"],
+)
+def test_monitoring_schema_is_strict(change: Callable[[dict[str, Any]], None], refused: str) -> None:
+    with pytest.raises(monitoring_schema.MonitoringSchemaError, match=refused):
+        monitoring_schema.validate(_broken_monitor(change))
 
 
 def _broken(change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
@@ -211,7 +285,8 @@ def test_istio_schema_rejects_a_missing_required_field() -> None:
 
 def test_istio_schema_rejects_a_kind_it_does_not_know() -> None:
     obj = _broken(lambda o: o.update(apiVersion="networking.istio.io/v1alpha9"))
-    with pytest.raises(istio_schema.IstioSchemaError, match="no Istio schema"):
+    refused = r"no Istio schema for networking\.istio\.io/v1alpha9 VirtualService"
+    with pytest.raises(istio_schema.IstioSchemaError, match=refused):
         istio_schema.validate(obj)
 
 

@@ -17,8 +17,8 @@ CHILD_SUFFIX = re.compile(r"^-(canary|redis|redis-auth)$|\}-(canary|redis|redis-
 LABEL = re.compile(r"app\.kubernetes\.io/|serving\.sentiment\.dev/")
 # Kubernetes' own vocabulary status reads from the children (Deployment and HPA condition types).
 KUBERNETES_WORDS = {"Available", "Progressing"}
-# Same spelling, other meaning: the HPA behavior's selectPolicy value.
-ALLOWED = {("spec/scaling.py", "Disabled")}
+# Same spelling, other meaning: the HPA behavior's selectPolicy value, the rollout strategy's name.
+ALLOWED = {("spec/scaling.py", "Disabled"), ("spec/rollout.py", "Immediate")}
 
 
 def literals(source: str) -> list[tuple[int, str]]:

@@ -37,6 +37,7 @@ def test_render_minimal_example_in_a_subprocess() -> None:
         ("Service", "sentiment"),
         ("Deployment", "sentiment"),
         ("HorizontalPodAutoscaler", "sentiment"),
+        ("ServiceMonitor", "sentiment"),
     ]
     assert "&id" not in result.stdout, "no YAML anchors for kubectl"
     assert "*id" not in result.stdout

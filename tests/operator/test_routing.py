@@ -10,6 +10,7 @@ import pytest
 from sentiment_operator.builders import build_children, routing
 from sentiment_operator.spec import PROVIDERS, parse_spec
 from sentiment_operator.spec.routing import DEFAULT_GATEWAY_PEERS, NetworkPolicySpec
+from sentiment_operator.traffic import TrafficSplit
 
 NAME, NS = "demo", "ns"
 
@@ -51,28 +52,29 @@ def test_the_intent_splits_between_stable_and_canary_and_leaves_out_an_empty_sha
 def test_the_split_and_the_mirror_are_inputs_the_manual_canary_only_defaults() -> None:
     """A traffic decision made elsewhere (a rollout's step) plugs in as numbers."""
     spec = parse_spec(NAME, {"routing": {"enabled": True, "canary": {"weight": 10}}})
-    decided = routing.route_intent(NAME, NS, spec, canary_weight=0, mirror_percent=50)
+    decided = routing.route_intent(NAME, NS, spec, TrafficSplit(mirror=50))
     assert decided.backends == (routing.Backend("demo", 100),)
     assert decided.mirror == routing.Mirror("demo-canary", 50)
-    assert routing.route_intent(NAME, NS, spec, canary_weight=60).backends[1] == routing.Backend(
+    assert routing.route_intent(NAME, NS, spec, TrafficSplit.to_canary(60)).backends[1] == routing.Backend(
         "demo-canary", 60
     )
+    # A rollout's canary is no routing.canary: its split reaches the route all the same.
+    rollout = routing.route_intent(NAME, NS, spec_of(), TrafficSplit.to_canary(25))
+    assert rollout.backends == (routing.Backend("demo", 75), routing.Backend("demo-canary", 25))
 
 
 @pytest.mark.parametrize(
-    ("routing_fields", "overrides", "problem"),
+    ("shares", "problem"),
     [
-        ({}, {"mirror_percent": 10}, "only a model with routing.canary"),
-        ({}, {"canary_weight": 5}, "only a model with routing.canary"),
-        ({"canary": {}}, {"canary_weight": 101}, "percentages"),
-        ({"canary": {}}, {"mirror_percent": -1}, "percentages"),
+        ({"stable": 100, "canary": 1}, "add up to 100"),
+        ({"stable": 101, "canary": -1}, "non-negative"),
+        ({"mirror": 101}, "between 0 and 100"),
+        ({"mirror": -1}, "between 0 and 100"),
     ],
 )
-def test_the_intent_refuses_impossible_traffic(
-    routing_fields: dict[str, Any], overrides: dict[str, int], problem: str
-) -> None:
+def test_impossible_traffic_cannot_be_asked_for(shares: dict[str, int], problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
-        routing.route_intent(NAME, NS, spec_of(**routing_fields), **overrides)  # type: ignore[arg-type]
+        TrafficSplit(**shares)
 
 
 # --- the HTTPRoute ---------------------------------------------------------------------------------------
@@ -129,7 +131,7 @@ def test_a_split_is_written_as_weighted_backend_refs() -> None:
 
 def test_a_mirror_is_a_request_mirror_filter_on_the_http_route_and_a_mirror_on_the_virtual_service() -> None:
     spec = spec_of(pathPrefix="/p", canary={"weight": 10})
-    mirrored = routing.route_intent(NAME, NS, spec, mirror_percent=30)
+    mirrored = routing.route_intent(NAME, NS, spec, TrafficSplit(stable=90, canary=10, mirror=30))
     rule = rule_of(routing.http_route(mirrored, None))
     assert rule["filters"][-1] == {
         "type": "RequestMirror",
@@ -162,7 +164,7 @@ def test_http_routes_keep_the_crds_cel_rules(case: dict[str, Any]) -> None:
         NAME,
         NS,
         parse_spec(NAME, {"routing": {"enabled": True, **fields}, "server": {"pathPrefix": case["server"]}}),
-        mirror_percent=20 if case["canary"] else 0,
+        TrafficSplit(stable=60, canary=40, mirror=20) if case["canary"] else None,
     )
     route = routing.http_route(built, None)
     for rule in route["spec"]["rules"]:

@@ -55,7 +55,14 @@ async def test_create_builds_every_child_with_owner_references_and_status(
     assert st["observedGeneration"] == 1
     assert st["url"] == f"http://{NAME}.{NAMESPACE}.svc.cluster.local:8000/{NAME}"
     assert st["replicasSummary"] == "0/1"
-    assert {c["type"] for c in status} == {"Ready", "Available", "CacheReady", "Autoscaling", "Routing"}
+    assert {c["type"] for c in status} == {
+        "Ready",
+        "Available",
+        "CacheReady",
+        "Autoscaling",
+        "Routing",
+        "Rollout",
+    }
     ready = cluster.condition(NAME, "Ready")
     assert ready is not None
     assert ready["status"] == "False"

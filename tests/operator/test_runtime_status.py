@@ -71,6 +71,7 @@ def test_all_ready() -> None:
         "CacheReady",
         "Autoscaling",
         "Routing",
+        "Rollout",
     ]
     # Features that are off are not problems: True, reason Disabled.
     assert (cond(st, "Autoscaling")["status"], cond(st, "Autoscaling")["reason"]) == ("True", "Disabled")

@@ -69,12 +69,18 @@ CORE_RESOURCES: tuple[tuple[str, str, bool, tuple[str, ...]], ...] = (
     ("networking.k8s.io/v1/networkpolicies", "NetworkPolicy", True, ()),
     ("serving.sentiment.dev/v1alpha1/sentimentmodels", "SentimentModel", True, ("status",)),
 )
-# Installed as CRDs (tests choose whether a cluster serves them): Istio's VirtualService, KEDA's ScaledObject
-# and Gateway API's HTTPRoute, whose status its gateway controllers write through the status subresource.
+# Installed as CRDs (tests choose whether a cluster serves them): Istio's VirtualService, KEDA's ScaledObject,
+# Gateway API's HTTPRoute (whose status its gateway controllers write through the status subresource) and the
+# Prometheus operator's kinds.
 ISTIO_RESOURCE = ("networking.istio.io/v1/virtualservices", "VirtualService", True, ("status",))
 GATEWAY_API_RESOURCE = ("gateway.networking.k8s.io/v1/httproutes", "HTTPRoute", True, ("status",))
 KEDA_RESOURCE = ("keda.sh/v1alpha1/scaledobjects", "ScaledObject", True, ("status",))
 HPA_PATH = "autoscaling/v2/horizontalpodautoscalers"
+# The Prometheus operator's CRDs that the operator writes (a ServiceMonitor per model) or ships (a rule).
+PROMETHEUS_OPERATOR_RESOURCES: tuple[tuple[str, str, bool, tuple[str, ...]], ...] = (
+    ("monitoring.coreos.com/v1/servicemonitors", "ServiceMonitor", True, ()),
+    ("monitoring.coreos.com/v1/prometheusrules", "PrometheusRule", True, ()),
+)
 VERBS = {"get", "list", "watch", "create", "patch", "update", "delete"}
 
 _BREAK = "__BREAK_WATCH__"
@@ -203,6 +209,10 @@ class ApiServer(kmock.KubernetesEmulator):
         self.register(
             tuple((f"custom.metrics.k8s.io/{version}/pods/{m}", "MetricValueList", True, ()) for m in metrics)
         )
+
+    def install_prometheus_operator(self) -> None:
+        """Serve the Prometheus operator's ServiceMonitor and PrometheusRule (monitoring.coreos.com/v1)."""
+        self.register(PROMETHEUS_OPERATOR_RESOURCES)
 
     # --- fault injection ---------------------------------------------------------------------------------
 

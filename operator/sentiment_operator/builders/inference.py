@@ -9,6 +9,7 @@ from typing import Any, Final
 from ..names import (
     ANNOTATION_CONFIG_HASH,
     ANNOTATION_REDIS_AUTH_VERSION,
+    ANNOTATION_REVISION,
     COMPONENT_INFERENCE,
     FETCH_MODEL_CONTAINER,
     REDIS_PASSWORD_KEY,
@@ -52,6 +53,7 @@ class _Variant:
     image: str
     model: ModelSpec
     replicas: int
+    scaled_down: bool = False  # a rolled-back canary: zero replicas of ours, no HPA
 
 
 def _model_path(model: ModelSpec) -> str:
@@ -312,14 +314,10 @@ def _disruption_budget(
     }
 
 
-def _inference_deployment(
-    name: str,
-    namespace: str,
-    spec: SentimentModelSpec,
-    variant: _Variant,
-    uid: str | None,
-    redis_auth_version: str | None,
+def _pod_template(
+    name: str, namespace: str, spec: SentimentModelSpec, variant: _Variant, redis_auth_version: str | None
 ) -> Manifest:
+    """The server pod template of ``variant`` rendered from ``spec`` (no revision annotation yet)."""
     restricted = spec.pod_security == "restricted"
     container = _server_container(name, namespace, spec, variant)
     init_containers = _init_containers(name, namespace, spec, variant, restricted)
@@ -350,8 +348,43 @@ def _inference_deployment(
     spread = _topology_spread(spec, selector_labels(name, variant.component))
     if spread:
         pod_spec["topologySpreadConstraints"] = spread
+    return {
+        "metadata": {"labels": labels(name, variant.component), "annotations": annotations},
+        "spec": pod_spec,
+    }
+
+
+def stable_variant(name: str, spec: SentimentModelSpec) -> _Variant:
+    return _Variant(name, COMPONENT_INFERENCE, spec.image, spec.model, spec.replicas)
+
+
+def template_revision(name: str, namespace: str, spec: SentimentModelSpec) -> str:
+    """The revision of the server pod template ``spec`` renders: a digest of the stable Deployment's template,
+    without the Redis password's version (a regenerated password rolls the pods but is no new release).
+    A canary rollout starts when it changes; both Deployments carry it (``ANNOTATION_REVISION``)."""
+    return config_hash(_pod_template(name, namespace, spec, stable_variant(name, spec), None))[:10]
+
+
+def _inference_deployment(
+    name: str,
+    namespace: str,
+    spec: SentimentModelSpec,
+    variant: _Variant,
+    uid: str | None,
+    redis_auth_version: str | None,
+    *,
+    template_spec: SentimentModelSpec | None = None,
+) -> Manifest:
+    """The Deployment of ``variant``; its pod template is rendered from ``template_spec`` (default: ``spec``;
+    a canary rollout keeps the stable's template at the spec it last promoted), everything else from
+    ``spec``."""
+    source = template_spec or spec
+    template = _pod_template(name, namespace, source, variant, redis_auth_version)
+    template["metadata"]["annotations"][ANNOTATION_REVISION] = template_revision(name, namespace, source)
     deployment_spec: dict[str, Any] = {}
-    if not spec.autoscaling.enabled:
+    if variant.scaled_down:
+        deployment_spec["replicas"] = 0  # a canary after a rollback has no HPA: its zero is ours
+    elif not spec.autoscaling.enabled:
         # With an HPA the replica count belongs to the HPA; setting it here would fight it on every apply.
         deployment_spec["replicas"] = variant.replicas
     deployment_spec.update(
@@ -359,10 +392,7 @@ def _inference_deployment(
             "revisionHistoryLimit": 5,
             "selector": {"matchLabels": selector_labels(name, variant.component)},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-            "template": {
-                "metadata": {"labels": labels(name, variant.component), "annotations": annotations},
-                "spec": pod_spec,
-            },
+            "template": template,
         }
     )
     return {

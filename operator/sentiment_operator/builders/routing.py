@@ -1,8 +1,9 @@
 """Routes: one provider-neutral intent (a path prefix on gateways, the rewrite to the server's prefix,
 weighted backends, a mirror), rendered as an Istio VirtualService or a Gateway API HTTPRoute.
 
-Whoever decides the traffic split (the manual canary's weight today) hands it to :func:`route_intent` as
-numbers; the renderers only translate, so both providers route the same requests the same way.
+Whoever decides the traffic split (the manual canary's weight, a canary rollout's step) hands it to
+:func:`route_intent` as a :class:`~sentiment_operator.traffic.TrafficSplit`; the renderers only translate, so
+both providers route the same requests the same way.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from ..kinds import Kind
 from ..names import COMPONENT_INFERENCE, canary_name, service_host
 from ..spec import RoutingProvider, SentimentModelSpec
 from ..spec.routing import ANY_HOST
+from ..traffic import ALL_STABLE, TrafficSplit
 from .common import Manifest, metadata
 
 # The kind each provider's route is written as (the reconciler asks discovery which version is served).
@@ -65,25 +67,17 @@ class RouteIntent:
 
 
 def route_intent(
-    name: str,
-    namespace: str,
-    spec: SentimentModelSpec,
-    *,
-    canary_weight: int | None = None,
-    mirror_percent: int = 0,
+    name: str, namespace: str, spec: SentimentModelSpec, split: TrafficSplit | None = None
 ) -> RouteIntent:
     """The route of SentimentModel ``namespace/name``.
 
-    ``canary_weight``: percent of the requests for the canary (default: ``routing.canary.weight``; 0 without a
-    canary). ``mirror_percent``: percent of the requests also copied to the canary.
+    ``split``: the stable and canary shares and the mirrored percent, as a canary rollout decides them;
+    default: the manual canary's ``routing.canary.weight``, or everything to the stable version.
     """
     canary = spec.routing.canary
-    weight = canary_weight if canary_weight is not None else (canary.weight if canary is not None else 0)
-    if not 0 <= weight <= 100 or not 0 <= mirror_percent <= 100:
-        raise ValueError(f"weights are percentages: canary {weight}, mirror {mirror_percent}")
-    if canary is None and (weight or mirror_percent):
-        raise ValueError("only a model with routing.canary can send traffic to a canary")
-    shares = ((name, 100 - weight), (canary_name(name), weight))
+    if split is None:
+        split = TrafficSplit.to_canary(canary.weight) if canary is not None else ALL_STABLE
+    shares = ((name, split.stable), (canary_name(name), split.canary))
     return RouteIntent(
         name=name,
         namespace=namespace,
@@ -93,7 +87,7 @@ def route_intent(
         server_prefix=spec.path_prefix(name),
         port=spec.server.port,
         backends=tuple(Backend(service, share) for service, share in shares if share > 0),
-        mirror=Mirror(canary_name(name), mirror_percent) if mirror_percent else None,
+        mirror=Mirror(canary_name(name), split.mirror) if split.mirror else None,
     )
 
 

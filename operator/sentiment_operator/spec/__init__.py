@@ -34,12 +34,15 @@ from .base import (
 )
 from .cache import CacheSpec
 from .model import ModelSpec, ResourceRequirements
-from .quantities import parse_quantity, parse_redis_memory
+from .monitoring import MonitoringSpec
+from .quantities import parse_duration, parse_quantity, parse_redis_memory
+from .rollout import CANARY_STRATEGY, SCRAPES_PER_WINDOW, AnalysisSpec, RolloutSpec
 from .routing import PROVIDERS, NetworkPolicySpec, RoutingProvider, RoutingSpec
 from .scaling import AutoscalingSpec, DisruptionBudgetSpec
 from .server import ServerSpec
 
 __all__ = [
+    "CANARY_STRATEGY",
     "DEFAULT_IMAGE",
     "DEFAULT_MODEL_ID",
     "DEFAULT_MODEL_PATH",
@@ -48,13 +51,17 @@ __all__ = [
     "SERVER_ENV_NAMES",
     "SHORT_NAMES",
     "SINGULAR",
+    "AnalysisSpec",
     "InvalidSpecError",
     "ModelSpec",
+    "MonitoringSpec",
+    "RolloutSpec",
     "RoutingProvider",
     "SentimentModelSpec",
     "SpecFieldError",
     "check_cluster_support",
     "check_name",
+    "parse_duration",
     "parse_quantity",
     "parse_redis_memory",
     "parse_spec",
@@ -75,9 +82,22 @@ class SentimentModelSpec(_Spec):
                     "autoscaling.minReplicas 0 needs routing enabled: the gateway's request rate is what "
                     "wakes a model that runs no pod",
                     ".autoscaling.minReplicas",
-                )
+                ),
+                _cel(
+                    "!has(self.rollout) || !has(self.rollout.strategy) || "
+                    "self.rollout.strategy != 'Canary' || "
+                    "(has(self.routing) && has(self.routing.enabled) && self.routing.enabled)",
+                    "rollout strategy Canary moves gateway traffic: it needs routing.enabled",
+                    ".rollout.strategy",
+                ),
+                _cel(
+                    "!has(self.rollout) || !has(self.rollout.strategy) || "
+                    "self.rollout.strategy != 'Canary' || !has(self.routing) || !has(self.routing.canary)",
+                    "rollout strategy Canary and a manual routing.canary cannot be combined",
+                    ".routing.canary",
+                ),
             ]
-        },
+        }
     )
 
     model: ModelSpec = Field(ModelSpec(), description="The model to serve.")
@@ -139,6 +159,12 @@ class SentimentModelSpec(_Spec):
         description="Routing through gateways: an Istio VirtualService or a Gateway API HTTPRoute.",
     )
     network_policy: NetworkPolicySpec = Field(NetworkPolicySpec(), description="Network isolation.")
+    monitoring: MonitoringSpec = Field(
+        MonitoringSpec(), description="Prometheus scraping of the server pods."
+    )
+    rollout: RolloutSpec = Field(
+        RolloutSpec(), description="How a new pod template rolls out: at once, or as an analysed canary."
+    )
 
     @field_validator("topology_spread")
     @classmethod
@@ -188,6 +214,32 @@ class SentimentModelSpec(_Spec):
             if not isinstance(item.get("image"), str) or not item["image"]:
                 raise SpecFieldError(f"[{index}].image", "is required")
         return value
+
+    @model_validator(mode="after")
+    def _rollout_checks(self) -> SentimentModelSpec:
+        rollout = self.rollout
+        if not rollout.canary:
+            return self
+        if not self.routing.enabled:
+            raise SpecFieldError(
+                "rollout.strategy",
+                "Canary moves gateway traffic between the stable and the canary version: it needs "
+                "routing.enabled: true",
+            )
+        if self.routing.canary is not None:
+            raise SpecFieldError(
+                "routing.canary",
+                "a manual canary and rollout strategy Canary cannot be combined: remove routing.canary "
+                "(the rollout runs its own canary) or use strategy Immediate",
+            )
+        scrape = parse_duration(self.monitoring.interval)
+        if rollout.interval_seconds < SCRAPES_PER_WINDOW * scrape:
+            raise SpecFieldError(
+                "rollout.interval",
+                f"{rollout.interval} holds fewer than {SCRAPES_PER_WINDOW} scrapes of "
+                f"monitoring.interval {self.monitoring.interval}: a step's analysis would never have data",
+            )
+        return self
 
     @model_validator(mode="after")
     def _cross_checks(self) -> SentimentModelSpec:

@@ -74,3 +74,32 @@ def parse_redis_memory(value: str) -> int:
     if match is None:
         raise ValueError(f"{value!r} is not a Redis memory size (examples: 256mb, 1gb)")
     return int(match[1]) * _REDIS_UNITS[(match[2] or "").lower()]
+
+
+# Go's time.ParseDuration syntax, which Kubernetes durations use ("90s", "1m30s", "500ms"); no sign, no "us".
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+_DURATION_UNITS = {"ms": Decimal("0.001"), "s": Decimal(1), "m": Decimal(60), "h": Decimal(3600)}
+
+
+def parse_duration(value: str) -> float:
+    """Seconds of a duration such as "1m30s", "2s" or "500ms" (Go syntax, as Kubernetes durations)."""
+    text = value.strip()
+    if not re.fullmatch(DURATION_PATTERN, text):
+        raise ValueError(f"{value!r} is not a duration (examples: 30s, 1m, 1m30s, 500ms)")
+    return float(sum(Decimal(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(text)))
+
+
+def _positive_duration(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError("a duration must be a string such as 30s, 1m or 1m30s")
+    if parse_duration(value) <= 0:
+        raise ValueError(f"{value!r} must be longer than 0s")
+    return value.strip()
+
+
+Duration = Annotated[
+    str,
+    BeforeValidator(_positive_duration),
+    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN}),
+]
