@@ -24,10 +24,9 @@ METRIC_NAMES: Final = (
     "sentiment_operator_rollout_weight",
 )
 MIRROR_TRACK: Final = "mirror"  # the rollout_weight series of the share copied to the canary
-# How a rollout can end (rollout.Outcome) and what an analysis can say (analysis.Verdict): every model's
-# counters exist from its first reconcile at 0, so a rate or an increase counts their first event too.
+# How a rollout can end (rollout.Outcome): every model's rollout counters exist from its first reconcile at
+# 0, so an increase() (the rollback alert) counts their first event too.
 ROLLOUT_OUTCOMES: Final = ("promoted", "rolled_back", "aborted", "cancelled")
-ANALYSIS_VERDICTS: Final = ("Passed", "Failed", "NoData")
 
 
 class OperatorMetrics:
@@ -78,8 +77,6 @@ class OperatorMetrics:
         """A SentimentModel's readiness and traffic split after a reconcile."""
         for outcome in ROLLOUT_OUTCOMES:
             self.rollouts.labels(namespace, name, outcome)
-        for verdict in ANALYSIS_VERDICTS:
-            self.analyses.labels(namespace, name, verdict)
         self.ready.labels(namespace, name).set(1 if ready else 0)
         for track, weight in weights.items():
             self.rollout_weight.labels(namespace, name, track).set(weight)
