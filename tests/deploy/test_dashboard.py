@@ -2,8 +2,8 @@
 
 Every PromQL query parses (promql-parser, a real PromQL parser) and every sentiment_* series it selects is
 one the real server exposes at /metrics, every sentiment_operator_* one the operator's metrics; the others
-come from kube-state-metrics / cAdvisor, listed here. tests/e2e/test_canary_rollouts.py evaluates the queries of
-the server's and the operator's series, and the rules, against a real Prometheus.
+come from kube-state-metrics / cAdvisor, listed here. tests/e2e/test_canary_rollouts.py evaluates the
+queries of the server's and the operator's series, and the rules, against a real Prometheus.
 """
 
 from __future__ import annotations
