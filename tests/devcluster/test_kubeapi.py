@@ -91,7 +91,7 @@ async def test_kubectl_applies_gets_with_printer_columns_patches_and_deletes(
     code, out, err = await run(env, "get", "sentimentmodels")
     assert code == 0, err
     header, row = out.splitlines()[:2]
-    assert header.split() == ["NAME", "READY", "REPLICAS", "MODEL", "PATH", "AGE"]
+    assert header.split() == ["NAME", "READY", "REPLICAS", "MODEL", "PATH", "ROLLOUT", "AGE"]
     assert row.split()[:3] == [name, "True", "1/1"]
     assert "warning" not in err.lower()  # no ambiguous short name
     code, out, err = await run(env, "get", "sm", name, "-o", "wide")
