@@ -9,7 +9,6 @@ import collections
 import http.server
 import json
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import aiohttp
 import aiohttp.web
 import pytest
+from polling import wait_until
 from sentiment_devcluster.gateway import Gateway, route_for
 from sentiment_devcluster.monitoring import Endpoint, MonitoringAddon, relabel_config, scrape_jobs
 from sentiment_devcluster.prometheus import Prometheus
@@ -136,7 +136,7 @@ def test_a_real_prometheus_scrapes_with_the_labels_the_monitor_declares(
             series = prometheus.query("demo_total")
             return series if len(series) == 2 else None
 
-        found = _wait(both)
+        found = wait_until(both, what="both tracks scraped")
         labels = {(s["metric"]["sentiment_model"], s["metric"]["track"]) for s in found}
         assert labels == {("demo", "stable"), ("demo", "canary")}
         for sample in found:
@@ -145,22 +145,19 @@ def test_a_real_prometheus_scrapes_with_the_labels_the_monitor_declares(
             assert metric["job"] in ("demo", "demo-canary")
             assert metric["pod"].startswith(metric["service"])
             assert metric["endpoint"] == "http"
-        recorded = _wait(lambda: prometheus.query("demo:sum"))
+
+        # The rule is evaluated on its own clock: an evaluation before the second target's first scrape sums
+        # one side only, so wait for the one that sums both.
+        def summed() -> list[dict[str, Any]] | None:
+            recorded = prometheus.query("demo:sum")
+            return recorded if recorded and float(recorded[0]["value"][1]) == 14.0 else None
+
+        recorded = wait_until(summed, what="the recording rule over both tracks")
         assert float(recorded[0]["value"][1]) == 14.0
         # A monitor that goes away takes its job with it.
         addon.monitors = list
         addon.sync()
         assert [job["job_name"] for job in prometheus.config()["scrape_configs"]] == ["sentiment"]
-
-
-def _wait(check: Any, within: float = 30.0) -> Any:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"nothing within {within}s")
 
 
 def test_routes_match_rewrite_and_take_the_first_virtual_service() -> None:
