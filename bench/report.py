@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench.machine import describe_vector_extensions
+
 
 def _num(value: Any, digits: int = 1) -> str:
     if value is None:
@@ -29,6 +31,7 @@ def render(doc: dict[str, Any]) -> str:
         f"redis-server {versions.get('redis_server', '?')}. Load average at start "
         f"{machine['load_average_at_start'][0]}, at end {machine.get('load_average_at_end', ['?'])[0]}."
     )
+    lines.append(describe_vector_extensions(machine) + ".")
     bench = doc["bench"]
     lines.append(
         f"Command: `{bench['command']}` ({bench['duration_per_scenario_s']:g} s per scenario, "
