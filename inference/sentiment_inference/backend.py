@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 _FINGERPRINT_FILES = ("config.json", "tokenizer.json", "vocab.txt", "tokenizer_config.json")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
 _WARMUP_TEXT = "Warming up the sentiment model."
-_TRIM_INTERVAL_S = 1.0
 
 
 class ModelLoadError(Exception):
@@ -76,6 +75,10 @@ class Backend(Protocol):
 
     def predict(self, batch: Sequence[Sequence[int]]) -> list[list[float]]:
         """Softmax probabilities in label-id order for each id list of one batch."""
+        ...
+
+    def release_memory(self) -> None:
+        """Hand memory freed by earlier batches back to the OS (the batcher calls it between batches)."""
         ...
 
 
@@ -133,7 +136,6 @@ class TorchBackend:
         self._info: ModelInfo | None = None
         self._loaded: _Loaded | None = None
         self._forward: Callable[[Sequence[Sequence[int]]], Any] | None = None
-        self._trimmed_at = time.monotonic()
 
     @property
     def info(self) -> ModelInfo:
@@ -246,12 +248,11 @@ class TorchBackend:
         with torch.inference_mode():
             probs = torch.softmax(self._forward(batch).double(), dim=-1)
         result: list[list[float]] = probs.tolist()
-        now = time.monotonic()
-        if now - self._trimmed_at >= _TRIM_INTERVAL_S:
-            # glibc keeps freed batch activations in its heaps; hand them back now and then (a few ms).
-            self._trimmed_at = now
-            _release_free_memory()
         return result
+
+    def release_memory(self) -> None:
+        # glibc keeps freed batch activations in its heaps; malloc_trim walks them (a few ms).
+        _release_free_memory()
 
 
 def _load_packed(model_dir: Path) -> _Loaded | None:
