@@ -62,6 +62,7 @@ def probe(
         str(K6_DIR / "open_loop.js"),
     ]
     env = {**os.environ, "K6_NO_USAGE_REPORT": "true"}
+    load_before = round(os.getloadavg()[0], 2)  # other work on the machine moves latency: say how much
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=duration + 90, check=False)
     if not summary_file.exists():
         raise RuntimeError(f"k6 wrote no summary (exit {proc.returncode}): {proc.stderr[-2000:]}")
@@ -74,6 +75,7 @@ def probe(
         "p99_ms": round(latency.get("p(99)", 0.0), 2),
         "errors": int(metric_values(metrics, "bench_errors").get("count", 0)),
         "dropped": int(metric_values(metrics, "dropped_iterations").get("count", 0)),
+        "load_average_1m_before": load_before,
     }
     result["held"] = bool(
         result["requests"]
@@ -153,6 +155,13 @@ def capacity_table(doc: dict[str, Any]) -> dict[str, Any]:
         for label, open_loop in servers.items():
             capacity = open_loop[slo.key]["capacity_rps"]
             row: dict[str, Any] = {"capacity_rps": capacity}
+            loads = [
+                p["load_average_1m_before"]
+                for p in open_loop[slo.key]["probes"]
+                if "load_average_1m_before" in p
+            ]
+            if loads:
+                row["load_average_1m"] = [min(loads), max(loads)]  # over this search's probes
             if base and label != "pipeline":
                 row["ratio_vs_pipeline"] = round(capacity / base, 2)
             precision = doc["servers"][label].get("precision", "none")

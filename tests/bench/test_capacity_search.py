@@ -43,3 +43,37 @@ def test_the_search_stops_after_its_probe_budget(monkeypatch: pytest.MonkeyPatch
     assert calls == [10, 20, 40]
     assert found["capacity_rps"] == 40
     assert found["first_failed_rps"] is None
+
+
+def _open_loop(capacity_rps: int, loads: list[float]) -> dict[str, Any]:
+    probes = [{"rate": 10, "held": True, "load_average_1m_before": load} for load in loads]
+    return {"capacity_rps": capacity_rps, "probes": probes}
+
+
+def test_the_table_gives_ratios_fraction_of_the_ceiling_and_the_load_during_the_search() -> None:
+    def server(precision: str, uncached: int, cached: int) -> dict[str, Any]:
+        return {
+            "precision": precision,
+            "open_loop": {
+                "uncached": _open_loop(uncached, [1.5, 2.5]),
+                "cached95": _open_loop(cached, [3.0]),
+                "sla": {"rate": 10, "p50_ms": 9.0, "p99_ms": 20.0, "errors": 0, "dropped": 0},
+            },
+        }
+
+    doc = {
+        "servers": {"ours-int8": server("int8", 150, 400), "pipeline": server("none", 20, 40)},
+        "ceiling": {"int8": {"texts_per_s": 200.0}},
+    }
+    table = capacity.capacity_table(doc)
+    ours = table["uncached"]["servers"]["ours-int8"]
+    assert ours == {
+        "capacity_rps": 150,
+        "load_average_1m": [1.5, 2.5],
+        "ratio_vs_pipeline": 7.5,
+        "fraction_of_ceiling": 0.75,
+    }
+    assert table["cached95"]["servers"]["ours-int8"]["ratio_vs_pipeline"] == 10.0
+    assert "fraction_of_ceiling" not in table["cached95"]["servers"]["ours-int8"]  # the ceiling is uncached
+    assert "ratio_vs_pipeline" not in table["uncached"]["servers"]["pipeline"]
+    assert table["sla"]["servers"]["pipeline"]["p99_ms"] == 20.0
