@@ -8,6 +8,8 @@ answers take. A rate *holds* when p99 is within the SLO, no request failed and n
 The search is bounded: the rate doubles from ``start`` until a rate fails (or ``ceiling`` is reached), then
 bisects between the last rate that held and the first that failed until they are within ``resolution``
 (a fraction of the rate held) or ``max_probes`` runs were made. Each probe is one k6 run of ``duration``.
+A rate fails only when a second probe of it fails too: on a shared machine a burst of other work fails a
+probe (its p99 is the third-worst of a few hundred requests) that the server holds on its own.
 """
 
 from __future__ import annotations
@@ -96,15 +98,21 @@ def find_capacity(
     start: int = 10,
     ceiling: int = 3200,
     resolution: float = 0.1,
-    max_probes: int = 12,
+    max_probes: int = 16,
 ) -> dict[str, Any]:
     """The highest rate that held ``slo`` (0 if even ``start`` failed) and every probe made to find it."""
     probes: list[dict[str, Any]] = []
 
     def run(rate: int) -> bool:
-        result = probe(base_url, rate, slo, duration, f"{run_id}{slo.key[0]}{rate}", workdir)
-        probes.append(result)
-        return bool(result["held"])
+        for attempt in (1, 2):  # a failed probe is repeated once (new texts), if the budget allows
+            result = probe(base_url, rate, slo, duration, f"{run_id}{slo.key[0]}{rate}-{attempt}", workdir)
+            result["attempt"] = attempt
+            probes.append(result)
+            if result["held"]:
+                return True
+            if len(probes) >= max_probes:
+                break
+        return False
 
     held, failed = 0, None
     rate = start
@@ -123,7 +131,8 @@ def find_capacity(
         "slo": slo.description,
         "capacity_rps": held,
         "first_failed_rps": failed,
-        "resolution": f"within {resolution:.0%} of the rate held, or {max_probes} probes",
+        "resolution": f"within {resolution:.0%} of the rate held, or {max_probes} probes; "
+        "a rate fails when two probes of it fail",
         "probe_seconds": duration,
         "probes": probes,
     }
@@ -141,7 +150,7 @@ class CapacityPlan:
 
     probe_seconds: float
     start: int = 10
-    max_probes: int = 12
+    max_probes: int = 16
 
 
 def capacity_table(doc: dict[str, Any]) -> dict[str, Any]:

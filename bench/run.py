@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         probe_seconds = (
             args.probe_seconds if args.probe_seconds is not None else (2.0 if args.smoke else 15.0)
         )
-        capacity = CapacityPlan(probe_seconds, start=10, max_probes=3 if args.smoke else 12)
+        capacity = CapacityPlan(probe_seconds, start=10, max_probes=3 if args.smoke else 16)
     specs = [ServerSpec(f"ours-{p}", "ours", p, extra_env) for p in precisions if "ours" in kinds]
     if "pipeline" in kinds:
         specs.append(ServerSpec("pipeline", "pipeline", "none"))
