@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import gc
 import hashlib
 import logging
 import time
@@ -364,6 +365,9 @@ def _quantize_int8(model: Any) -> None:
         quantize_dynamic(  # type: ignore[no-untyped-call]
             model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True
         )
+    # The replaced float Linear modules sit in reference cycles: without a collection now their weights
+    # (160 MB for DistilBERT) stay allocated until the first full collection, under load.
+    gc.collect()
 
 
 @functools.cache
