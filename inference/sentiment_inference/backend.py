@@ -276,7 +276,7 @@ def _load_packed(model_dir: Path) -> _Loaded | None:
     id2label = {int(k): str(v) for k, v in config["id2label"].items()}
     return _Loaded(
         model=model,
-        forward_of=packed.compile,
+        forward_of=packed.compiled,
         tokenizer=tokenizer,
         labels=tuple(id2label[i] for i in range(len(id2label))),
         positions=int(config["max_position_embeddings"]),

@@ -12,7 +12,7 @@ same ``model.safetensors`` and ``tokenizer.json``, with three differences that o
   one row per text (about 14 % of a 6-layer model's FLOPs).
 * **One fused Q/K/V projection** per layer instead of three smaller matrix products.
 
-The server runs it as a TorchScript graph (``compile``): a forward pass runs in C++ and takes the GIL once,
+The server runs it as a TorchScript graph (``compiled``): a forward pass runs in C++ and takes the GIL once,
 instead of running Python between about 200 operations. A model worker then no longer queues behind the event
 loop for the GIL mid-pass (5-6 ms per one-text pass at 200 requests/s of 95 % cached traffic), and Python's
 per-operation overhead (15 % of a one-text int8 pass) is gone.
@@ -87,7 +87,7 @@ class _Layer(nn.Module):
 class PackedDistilBert(nn.Module):
     """DistilBERT + its sequence-classification head, run on packed token rows (eval only).
 
-    Written in the subset of Python TorchScript compiles (``compile``); it also runs as a plain module.
+    Written in the subset of Python TorchScript compiles (``compiled``); it also runs as a plain module.
     """
 
     def __init__(self, config: dict[str, Any]) -> None:
@@ -127,7 +127,7 @@ def as_tensors(batch: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tens
     return ids, torch.tensor([len(seq) for seq in batch], dtype=torch.long)
 
 
-def compile(model: PackedDistilBert) -> Callable[[Sequence[Sequence[int]]], torch.Tensor]:
+def compiled(model: PackedDistilBert) -> Callable[[Sequence[Sequence[int]]], torch.Tensor]:
     """The model (float or int8-quantized, in its final form) as a TorchScript graph: id lists -> logits.
 
     The graph runs on TorchScript's plain interpreter (no profiling or re-optimization on new shapes, so no

@@ -89,7 +89,7 @@ def test_the_compiled_graph_gives_the_modules_logits_bit_for_bit(
         from sentiment_inference.backend import _quantize_int8
 
         _quantize_int8(model)
-    graph = packed.compile(model)
+    graph = packed.compiled(model)
     ids = backend.tokenize(TEXTS)
     with torch.inference_mode():
         for batch in (ids, ids[1:2], ids[:4]):  # padded, one text alone (no mask), short texts only
