@@ -171,8 +171,9 @@ def capacity_table(doc: dict[str, Any]) -> dict[str, Any]:
             ]
             if loads:
                 row["load_average_1m"] = [min(loads), max(loads)]  # over this search's probes
-            if base and label != "pipeline":
-                row["ratio_vs_pipeline"] = round(capacity / base, 2)
+            if base is not None and label != "pipeline":
+                # None when the pipeline server held no rate at all: no finite ratio says how far ahead.
+                row["ratio_vs_pipeline"] = round(capacity / base, 2) if base else None
             precision = doc["servers"][label].get("precision", "none")
             ceiling = doc.get("ceiling", {}).get(precision) if label != "pipeline" else None
             if slo.cache_rate == 0 and ceiling and ceiling.get("texts_per_s"):

@@ -108,3 +108,26 @@ def test_the_table_gives_ratios_fraction_of_the_ceiling_and_the_load_during_the_
     assert "fraction_of_ceiling" not in table["cached95"]["servers"]["ours-int8"]  # the ceiling is uncached
     assert "ratio_vs_pipeline" not in table["uncached"]["servers"]["pipeline"]
     assert table["sla"]["servers"]["pipeline"]["p99_ms"] == 20.0
+
+
+def test_a_pipeline_server_that_held_no_rate_gives_no_ratio_and_the_target_says_why() -> None:
+    from bench.targets import capacity_targets
+
+    def server(precision: str, uncached: int) -> dict[str, Any]:
+        return {
+            "precision": precision,
+            "open_loop": {
+                "uncached": _open_loop(uncached, [2.0]),
+                "cached95": _open_loop(uncached, [2.0]),
+                "sla": {"rate": 10, "p50_ms": 9.0, "p99_ms": 20.0, "errors": 0, "dropped": 0},
+            },
+        }
+
+    for ours, met in ((35, True), (0, False)):
+        doc = {"servers": {"ours-int8": server("int8", ours), "pipeline": server("none", 0)}, "ceiling": {}}
+        table = capacity.capacity_table(doc)
+        assert table["uncached"]["servers"]["ours-int8"]["ratio_vs_pipeline"] is None
+        targets = {t["target"]: t for t in capacity_targets(table)}
+        ratio = targets["capacity uncached ours-int8 ratio_vs_pipeline >= 8"]
+        assert ratio["met"] is met
+        assert ratio["note"] == f"the pipeline server held no rate; ours held {ours} req/s"
