@@ -16,14 +16,60 @@ from bench.common import tool
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
+# The vector extensions int8 and fp32 speed depend on: a name a reader knows -> the /proc/cpuinfo flag.
+# fbgemm (int8 Linear) uses VNNI's dot products when present; AMX is what int8/bf16 matrix tiles need.
+VECTOR_EXTENSIONS = (
+    ("AVX2", "avx2"),
+    ("FMA", "fma"),
+    ("AVX-512", "avx512f"),
+    ("AVX-512 VNNI", "avx512_vnni"),
+    ("AVX-512 BF16", "avx512_bf16"),
+    ("AVX-VNNI", "avx_vnni"),
+    ("AMX-INT8", "amx_int8"),
+    ("AMX-BF16", "amx_bf16"),
+)
+
+
+def vector_extensions(cpuinfo: str) -> dict[str, bool]:
+    """Which of VECTOR_EXTENSIONS the first CPU's ``flags`` line in ``cpuinfo`` lists."""
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    return {name: flag in flags for name, flag in VECTOR_EXTENSIONS}
+
+
+def describe_vector_extensions(machine: dict[str, Any]) -> str:
+    """One line for a reader: the extensions present, those absent, and torch's kernel level."""
+    extensions: dict[str, bool] = machine.get("cpu_vector_extensions") or {}
+    present = ", ".join(name for name, has in extensions.items() if has) or "none of them"
+    absent = ", ".join(name for name, has in extensions.items() if not has) or "none"
+    return (
+        f"CPU vector extensions: {present} (absent: {absent}); "
+        f"torch CPU kernels: {machine.get('torch_cpu_capability', 'unknown')}"
+    )
+
+
+def torch_cpu_capability() -> str:
+    """The instruction set torch's own CPU kernels were dispatched to on this machine (e.g. AVX512)."""
+    try:
+        import torch
+
+        return str(torch.backends.cpu.get_cpu_capability())
+    except Exception as exc:  # reported, never fatal: the run still measures
+        return f"unknown ({type(exc).__name__})"
+
 
 def machine_info() -> dict[str, Any]:
     cpu_model = "unknown"
+    cpuinfo = ""
     with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    for line in cpuinfo.splitlines():
+        if line.startswith("model name"):
+            cpu_model = line.split(":", 1)[1].strip()
+            break
     mem_kib = 0
     with contextlib.suppress(OSError, ValueError, IndexError):
         mem_kib = int(Path("/proc/meminfo").read_text().split("MemTotal:")[1].split()[0])
@@ -43,6 +89,8 @@ def machine_info() -> dict[str, Any]:
         "nproc": os.cpu_count(),
         "usable_cpus": len(os.sched_getaffinity(0)),
         "cpu_model": cpu_model,
+        "cpu_vector_extensions": vector_extensions(cpuinfo),
+        "torch_cpu_capability": torch_cpu_capability(),
         "mem_total_gib": round(mem_kib / 1024 / 1024, 1),
         "kernel": platform.release(),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],

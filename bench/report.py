@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench.machine import describe_vector_extensions
+
 
 def _num(value: Any, digits: int = 1) -> str:
     if value is None:
@@ -29,6 +31,7 @@ def render(doc: dict[str, Any]) -> str:
         f"redis-server {versions.get('redis_server', '?')}. Load average at start "
         f"{machine['load_average_at_start'][0]}, at end {machine.get('load_average_at_end', ['?'])[0]}."
     )
+    lines.append(describe_vector_extensions(machine) + ".")
     bench = doc["bench"]
     lines.append(
         f"Command: `{bench['command']}` ({bench['duration_per_scenario_s']:g} s per scenario, "
@@ -52,22 +55,26 @@ def render(doc: dict[str, Any]) -> str:
     if capacity:
         lines.append("")
         lines.append(
-            "| open loop (constant arrival rate) | server | capacity req/s | x pipeline | of ceiling |"
+            "| open loop (constant arrival rate) | server | capacity req/s | x pipeline | of ceiling "
+            "| load average |"
         )
-        lines.append("|---|---|---:|---:|---:|")
+        lines.append("|---|---|---:|---:|---:|---:|")
         for key, entry in capacity.items():
             if key == "sla":
                 continue
             for label, row in entry["servers"].items():
+                load = row.get("load_average_1m")
                 lines.append(
                     f"| {entry['slo']} | {label} | {row['capacity_rps']} | "
-                    f"{_num(row.get('ratio_vs_pipeline'), 2)} | {_num(row.get('fraction_of_ceiling'), 2)} |"
+                    f"{_num(row.get('ratio_vs_pipeline'), 2)} | {_num(row.get('fraction_of_ceiling'), 2)} | "
+                    f"{f'{load[0]:.1f}-{load[1]:.1f}' if load else 'n/a'} |"
                 )
         sla = capacity.get("sla", {})
         for label, point in sla.get("servers", {}).items():
             lines.append(
                 f"| {sla['slo']} | {label} | p50 {_num(point['p50_ms'])} ms, "
-                f"p99 {_num(point['p99_ms'])} ms | errors {point['errors']} | dropped {point['dropped']} |"
+                f"p99 {_num(point['p99_ms'])} ms | errors {point['errors']} | dropped {point['dropped']} | "
+                f"{_num(point.get('load_average_1m_before'))} |"
             )
     lines.append("")
     lines.append("| server | start to ready s | peak RSS under load MB |")

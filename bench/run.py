@@ -29,7 +29,7 @@ from typing import Any
 from bench.capacity import SLOS, CapacityPlan, capacity_table, find_capacity, sla_point
 from bench.common import CACHE_DIR, log
 from bench.load import SCENARIOS, Scenario, run_k6
-from bench.machine import Sampler, machine_info
+from bench.machine import Sampler, describe_vector_extensions, machine_info
 from bench.models import ensure_model, run_agreement, run_ceiling
 from bench.redis_server import RedisServer
 from bench.servers import ServerSpec, started
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         probe_seconds = (
             args.probe_seconds if args.probe_seconds is not None else (2.0 if args.smoke else 15.0)
         )
-        capacity = CapacityPlan(probe_seconds, start=10, max_probes=3 if args.smoke else 12)
+        capacity = CapacityPlan(probe_seconds, start=10, max_probes=3 if args.smoke else 16)
     specs = [ServerSpec(f"ours-{p}", "ours", p, extra_env) for p in precisions if "ours" in kinds]
     if "pipeline" in kinds:
         specs.append(ServerSpec("pipeline", "pipeline", "none"))
@@ -201,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "machine": machine_info(),
     }
+    log(describe_vector_extensions(doc["machine"]))
     model = ensure_model(preset, args.model)
     doc["model"] = {"preset": preset if not args.model else "custom", "path": str(model)}
 

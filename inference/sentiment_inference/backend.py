@@ -3,7 +3,7 @@
 Tokenization and the forward pass are split so the batcher can form batches from exact token counts
 (TEI style): ``tokenize`` turns texts into truncated id lists, ``predict`` runs one batch of unpadded id lists
 and returns softmax probabilities in label-id order. ``predict`` may run on several worker threads at once
-(the weights are read-only; torch releases the GIL inside its operations).
+(the weights are read-only; the packed runtime's compiled graph runs a whole forward pass without the GIL).
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 _FINGERPRINT_FILES = ("config.json", "tokenizer.json", "vocab.txt", "tokenizer_config.json")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
 _WARMUP_TEXT = "Warming up the sentiment model."
-_TRIM_INTERVAL_S = 1.0
 
 
 class ModelLoadError(Exception):
@@ -78,6 +77,10 @@ class Backend(Protocol):
         """Softmax probabilities in label-id order for each id list of one batch."""
         ...
 
+    def release_memory(self) -> None:
+        """Hand memory freed by earlier batches back to the OS (the batcher calls it between batches)."""
+        ...
+
 
 def fingerprint_files(model_dir: Path, precision: str) -> str:
     """sha256 over the weight, config and tokenizer files (name + bytes) and the precision, 16 hex chars."""
@@ -108,10 +111,12 @@ def fingerprint_state_dict(model: Any, precision: str) -> str:
 
 @dataclass(frozen=True)
 class _Loaded:
-    """What a loader hands the backend: the model, a logits function over unpadded id lists, and facts."""
+    """What a loader hands the backend: the model, how to run it over unpadded id lists, and facts."""
 
     model: Any  # torch.nn.Module (quantized in place for int8)
-    forward: Callable[[Sequence[Sequence[int]]], Any]  # id lists -> logits tensor [batch, labels]
+    # The logits function (id lists -> logits tensor [batch, labels]) of the model in its final form, built
+    # once int8 quantization has replaced its Linear layers (the packed runtime compiles that model).
+    forward_of: Callable[[Any], Callable[[Sequence[Sequence[int]]], Any]]
     tokenizer: Any  # tokenizers.Tokenizer, private to this backend
     labels: tuple[str, ...]
     positions: int | None
@@ -130,7 +135,7 @@ class TorchBackend:
         self._settings = settings
         self._info: ModelInfo | None = None
         self._loaded: _Loaded | None = None
-        self._trimmed_at = time.monotonic()
+        self._forward: Callable[[Sequence[Sequence[int]]], Any] | None = None
 
     @property
     def info(self) -> ModelInfo:
@@ -207,6 +212,7 @@ class TorchBackend:
         fingerprint = (
             fingerprint_files(model_dir, scheme) if local else fingerprint_state_dict(loaded.model, scheme)
         )
+        self._forward = loaded.forward_of(loaded.model)
         self._loaded = loaded
         self._info = ModelInfo(
             model_id=s.model_id,
@@ -235,19 +241,18 @@ class TorchBackend:
     def predict(self, batch: Sequence[Sequence[int]]) -> list[list[float]]:
         import torch
 
-        if self._loaded is None:
+        if self._forward is None:
             raise RuntimeError("model not loaded")
         if not batch:
             return []
         with torch.inference_mode():
-            probs = torch.softmax(self._loaded.forward(batch).double(), dim=-1)
+            probs = torch.softmax(self._forward(batch).double(), dim=-1)
         result: list[list[float]] = probs.tolist()
-        now = time.monotonic()
-        if now - self._trimmed_at >= _TRIM_INTERVAL_S:
-            # glibc keeps freed batch activations in its heaps; hand them back now and then (a few ms).
-            self._trimmed_at = now
-            _release_free_memory()
         return result
+
+    def release_memory(self) -> None:
+        # glibc keeps freed batch activations in its heaps; malloc_trim walks them (a few ms).
+        _release_free_memory()
 
 
 def _load_packed(model_dir: Path) -> _Loaded | None:
@@ -270,7 +275,7 @@ def _load_packed(model_dir: Path) -> _Loaded | None:
     id2label = {int(k): str(v) for k, v in config["id2label"].items()}
     return _Loaded(
         model=model,
-        forward=model,
+        forward_of=packed.compiled,
         tokenizer=tokenizer,
         labels=tuple(id2label[i] for i in range(len(id2label))),
         positions=int(config["max_position_embeddings"]),
@@ -308,16 +313,21 @@ def _load_transformers(model_path: str, *, local_files_only: bool) -> _Loaded:
         raise ModelLoadError(f"{model_path}: config.json id2label must name at least 2 labels")
     pad_id = int(tokenizer.pad_token_id or 0)
 
-    def forward(batch: Sequence[Sequence[int]]) -> Any:
-        width = max(len(ids) for ids in batch)
-        ids = torch.tensor([[*seq, *([pad_id] * (width - len(seq)))] for seq in batch], dtype=torch.long)
-        mask = torch.tensor([[1] * len(seq) + [0] * (width - len(seq)) for seq in batch], dtype=torch.long)
-        return model(input_ids=ids, attention_mask=mask).logits
+    def forward_of(final: Any) -> Callable[[Sequence[Sequence[int]]], Any]:
+        def forward(batch: Sequence[Sequence[int]]) -> Any:
+            width = max(len(ids) for ids in batch)
+            ids = torch.tensor([[*seq, *([pad_id] * (width - len(seq)))] for seq in batch], dtype=torch.long)
+            mask = torch.tensor(
+                [[1] * len(seq) + [0] * (width - len(seq)) for seq in batch], dtype=torch.long
+            )
+            return final(input_ids=ids, attention_mask=mask).logits
+
+        return forward
 
     positions = getattr(model.config, "max_position_embeddings", None)
     return _Loaded(
         model=model,
-        forward=forward,
+        forward_of=forward_of,
         tokenizer=fast,
         labels=tuple(str(id2label[i]) for i in range(len(id2label))),
         positions=int(positions) if positions else None,
@@ -351,9 +361,15 @@ def _quantize_int8(model: Any) -> None:
         warnings.simplefilter("ignore", UserWarning)
         from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
+        replaced = [m for m in model.modules() if type(m) is torch.nn.Linear]
         quantize_dynamic(  # type: ignore[no-untyped-call]
             model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True
         )
+    # Each replaced float Linear keeps the qconfig torch gave it, whose observer factory closes over the
+    # module: a reference cycle that held the float weights (160 MB for DistilBERT) until the first full
+    # garbage collection, under load. Dropping it frees them now, without a full collection at start-up.
+    for module in replaced:
+        module.__dict__.pop("qconfig", None)
 
 
 @functools.cache

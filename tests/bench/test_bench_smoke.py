@@ -76,6 +76,8 @@ def test_server_facts_ceiling_and_targets_are_reported(smoke: dict[str, Any]) ->
     assert smoke["servers"]["ours-none"]["model_endpoint"]["runtime"] == "packed"
     assert smoke["machine"]["nproc"] >= 1
     assert smoke["machine"]["cpu_model"]
+    assert "AVX-512 VNNI" in smoke["machine"]["cpu_vector_extensions"]
+    assert smoke["machine"]["torch_cpu_capability"]
     targets = {t["target"]: t for t in smoke["targets"]}
     assert "(a) throughput ours-none/pipeline >= 3.5" in targets
     # Every target is judged where it has a value; only a value the run could not measure leaves it open.

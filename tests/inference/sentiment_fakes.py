@@ -13,8 +13,9 @@ class FakeBackend:
     """Tokenizes one id per character; scores come from ``scores`` by text (default: an even split).
 
     ``load_gate`` blocks load() until set (readiness tests); ``delay`` slows every batch (overload tests);
-    ``batch_gate`` blocks predict() until set. Every batch the model saw is kept in ``batches``, every list of
-    texts tokenized in ``tokenized``; ``tokenize_started`` is set once tokenize() has begun.
+    ``batch_gate`` blocks predict() until set, ``release_gate`` release_memory(). Every batch the model saw
+    is kept in ``batches``, every list of texts tokenized in ``tokenized``; ``tokenize_started`` is set once
+    tokenize() has begun; ``released`` counts the batches seen at each release_memory() call.
     """
 
     def __init__(
@@ -44,6 +45,8 @@ class FakeBackend:
         self.loaded = False
         self.warmed = False
         self.batch_started = threading.Event()
+        self.released: list[int] = []
+        self.release_gate: threading.Event | None = None
 
     @property
     def info(self) -> ModelInfo:
@@ -88,6 +91,11 @@ class FakeBackend:
             time.sleep(self.delay)
         even = [1.0 / len(self.labels)] * len(self.labels)
         return [list(self.scores.get(t, even)) for t in texts]
+
+    def release_memory(self) -> None:
+        self.released.append(len(self.batches))
+        if self.release_gate is not None:
+            self.release_gate.wait(timeout=60)
 
     def texts_seen(self) -> list[str]:
         return [t for batch in self.batches for t in batch]

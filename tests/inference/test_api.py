@@ -239,6 +239,22 @@ async def test_readiness_before_and_after_warmup(
         assert await ra.metric("sentiment_ready") == 1
 
 
+async def test_what_loading_created_is_out_of_the_collectors_sight_while_serving(
+    running_app: RunningAppFactory, make_settings: Callable[..., Settings]
+) -> None:
+    """A full garbage collection under load would otherwise walk every object the model load created,
+    holding the GIL for 100+ ms with every request stopped; the freeze ends with the app."""
+    import gc
+
+    gate = threading.Event()
+    async with running_app(make_settings(), backend=FakeBackend(load_gate=gate), wait_ready=False) as ra:
+        assert gc.get_freeze_count() == 0
+        gate.set()
+        await ra.wait_ready(within=10)
+        assert gc.get_freeze_count() > 1000  # the test process's modules, the app, the backend ...
+    assert gc.get_freeze_count() == 0
+
+
 async def test_failed_load_keeps_readiness_503_with_the_reason(
     running_app: RunningAppFactory, make_settings: Callable[..., Settings]
 ) -> None:

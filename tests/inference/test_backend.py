@@ -73,6 +73,29 @@ def test_int8_agrees_with_fp32_on_the_trained_model(trained_model_dir: Path) -> 
     assert correct / len(texts) >= 0.9
 
 
+@pytest.mark.parametrize("runtime", ["auto", "transformers"])
+def test_int8_frees_the_float_weights_it_replaced_at_once(tiny_model_dir: Path, runtime: str) -> None:
+    """Not at the first full garbage collection, which may come under load (160 MB for DistilBERT)."""
+    import weakref
+
+    import torch
+    from sentiment_inference import backend as backend_module
+
+    float_weights: list[weakref.ref[torch.Tensor]] = []
+    quantize = backend_module._quantize_int8
+
+    def watching(model: torch.nn.Module) -> None:
+        float_weights.extend(weakref.ref(m.weight) for m in model.modules() if type(m) is torch.nn.Linear)
+        quantize(model)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(backend_module, "_quantize_int8", watching)
+        backend = _load(tiny_model_dir, quantization="int8", runtime=runtime)
+    assert backend.info.precision == "int8"
+    assert len(float_weights) >= 6
+    assert [ref for ref in float_weights if ref() is not None] == []
+
+
 def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match=r"nothere does not exist \(SENTIMENT_MODEL_PATH\)"):
         _load(tmp_path / "nothere")

@@ -118,6 +118,32 @@ async def test_concurrent_requests_share_a_batch_when_the_model_frees_up() -> No
         await batcher.stop()
 
 
+async def test_freed_memory_is_released_after_the_answers_at_most_once_a_second(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sentiment_inference import batching
+
+    backend = FakeBackend()
+    backend.release_gate = threading.Event()  # a release that never ends unless the test lets it
+    batcher = Batcher(backend, BatchLimits(max_wait_ms=0, workers=2), Metrics(), model_threads())
+    batcher.start()
+    try:
+        # Within a second of the warm-up's release: none.
+        assert await batcher.submit(backend.tokenize(["first"])) == [[0.5, 0.5]]
+        assert backend.released == []
+        monkeypatch.setattr(batching, "_RELEASE_INTERVAL_S", 0.0)
+        # Due now: the answer does not wait for the release, which runs on the worker after it ...
+        assert await asyncio.wait_for(batcher.submit(backend.tokenize(["second"])), 5) == [[0.5, 0.5]]
+        await _until(lambda: backend.released == [2])
+        # ... and the other worker keeps serving while that one is still releasing.
+        assert await asyncio.wait_for(batcher.submit(backend.tokenize(["third"])), 5) == [[0.5, 0.5]]
+        backend.release_gate.set()
+        await _until(lambda: backend.released == [2, 3])
+    finally:
+        backend.release_gate.set()
+        await batcher.stop()
+
+
 async def test_results_return_in_each_requests_order() -> None:
     texts = ["ccc", "a", "bb", "dddd", "a"]
     backend = FakeBackend(scores={t: [len(t) / 10, 1 - len(t) / 10] for t in texts})

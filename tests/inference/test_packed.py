@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sentiment_inference import packed
@@ -72,6 +73,61 @@ def test_packed_int8_matches_transformers_int8_on_the_trained_model(trained_mode
     assert sum(label(p) == label(q) for p, q in zip(a, f, strict=True)) / len(held_out) >= 0.99
     # Dynamic quantization scales activations per tensor; packed rows and padded rows differ slightly.
     assert max(abs(p[1] - q[1]) for p, q in zip(a, b, strict=True)) < 0.05
+
+
+@pytest.mark.parametrize("quantization", ["none", "int8"])
+def test_the_compiled_graph_gives_the_modules_logits_bit_for_bit(
+    tiny_model_dir: Path, quantization: str
+) -> None:
+    import torch
+
+    backend = _load(tiny_model_dir, quantization=quantization)
+    module = packed.load(tiny_model_dir)
+    assert not isinstance(module, str)
+    model = module[0]
+    if quantization == "int8":
+        from sentiment_inference.backend import _quantize_int8
+
+        _quantize_int8(model)
+    graph = packed.compiled(model)
+    ids = backend.tokenize(TEXTS)
+    with torch.inference_mode():
+        for batch in (ids, ids[1:2], ids[:4]):  # padded, one text alone (no mask), short texts only
+            assert torch.equal(graph(batch), model(*packed.as_tensors(batch)))
+
+
+def test_a_forward_pass_runs_no_python_between_operations(tiny_model_dir: Path) -> None:
+    """The served forward pass is one TorchScript call: no Python runs per layer or per operation, so the
+    GIL is taken once to start it (TorchScript releases it while the graph runs) instead of around every one
+    of its operations, and a model worker never queues behind the event loop's Python mid-pass."""
+    import torch
+
+    backend = _load(tiny_model_dir)
+    ids = backend.tokenize(TEXTS[:3])
+    module = packed.load(tiny_model_dir)
+    assert not isinstance(module, str)
+
+    def python_calls(run: Any) -> int:
+        calls = 0
+
+        def profile(frame: Any, event: str, arg: Any) -> None:
+            nonlocal calls
+            calls += event == "call"
+
+        sys.setprofile(profile)
+        try:
+            run()
+        finally:
+            sys.setprofile(None)
+        return calls
+
+    served = python_calls(lambda: backend.predict(ids))
+    with torch.inference_mode():
+        plain = python_calls(lambda: module[0](*packed.as_tensors(ids)))
+    # The plain module runs Python for every submodule and functional call; the served pass a fixed few
+    # (tensor conversion, context managers), whatever the depth of the model.
+    assert served <= 30, served
+    assert plain >= 4 * served, (plain, served)
 
 
 def test_runtime_falls_back_to_transformers_without_tokenizer_json(
