@@ -214,10 +214,20 @@ class Gateway:
     async def _forward(
         self, method: str, upstream: str, path: str, headers: Mapping[str, str], body: bytes, host: str
     ) -> tuple[int, dict[str, str], bytes]:
+        try:
+            return await self._exchange(method, f"http://{upstream}{path}", {**headers, "Host": host}, body)
+        except aiohttp.ServerDisconnectedError:
+            # A kept-alive connection the upstream closed as the request went out (a pod that began to
+            # stop closes its idle connections): sent once more on a new connection, which the Service
+            # proxy gives to a Ready pod (a mesh's proxy, watching its pooled connections, rarely sends on
+            # a closed one).
+            return await self._exchange(method, f"http://{upstream}{path}", {**headers, "Host": host}, body)
+
+    async def _exchange(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
         assert self._session is not None
-        async with self._session.request(
-            method, f"http://{upstream}{path}", headers={**headers, "Host": host}, data=body
-        ) as response:
+        async with self._session.request(method, url, headers=headers, data=body) as response:
             answer = await response.read()
             kept = {k: v for k, v in response.headers.items() if k.lower() not in _HOP_BY_HOP}
             return response.status, kept, answer

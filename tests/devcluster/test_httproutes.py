@@ -6,6 +6,7 @@ operator's own Routing logic."""
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import copy
 import json
@@ -344,6 +345,43 @@ async def test_an_unresolved_or_weightless_backend_answers_500_and_both_apis_sha
         await gateway.close()
     assert set(statuses) == {200, 500}
     assert 0.35 < statuses[500] / 200 < 0.65  # the invalid backend's share, as the API requires
+
+
+async def test_a_request_on_a_connection_the_upstream_closed_is_sent_again_once() -> None:
+    """A pod that begins to stop closes its kept-alive connections; a request the gateway sent on one as it
+    closed goes out once more on a new connection. A second hang-up is the upstream's answer: 503."""
+    connections: list[int] = []
+    hang_ups = 1
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(len(connections))
+        await reader.readuntil(b"\r\n\r\n")
+        if len(connections) <= hang_ups:  # read the request, then close without an answer
+            writer.close()
+            return
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    served = route("feedback", rule(prefix("/feedback")))
+    served["spec"]["rules"][0]["backendRefs"][0]["port"] = port
+    gateway = Gateway(list, lambda namespace, name: "127.0.0.1", http_routes=lambda: [served])
+    await gateway.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{gateway.url}/feedback/predict", json={"text": "x"}) as response:
+                assert (response.status, await response.text()) == (200, "ok")
+            assert len(connections) == 2  # the hang-up and the one more try
+            hang_ups = 4  # the next request's two tries are both hung up on
+            async with session.post(f"{gateway.url}/feedback/predict", json={"text": "x"}) as response:
+                assert response.status == 503, connections
+            assert len(connections) == 4  # never a third try
+    finally:
+        await gateway.close()
+        server.close()
+        await server.wait_closed()
 
 
 # --- the controller -----------------------------------------------------------------------------------
