@@ -6,10 +6,12 @@ writes ``DIR/kubeconfig`` (and ``DIR/cluster.json`` once the operator is ready: 
 gateway's and Prometheus' URLs), prints each Service's address as it appears, and runs until SIGINT or
 SIGTERM; then it stops the operator, every pod and the proxies, and exits.
 
-The API server serves Istio's VirtualService; the gateway (``sentiment_devcluster.gateway``) carries the
-VirtualServices out on one loopback port. ``--prometheus`` also serves the Prometheus operator's kinds and
-runs a real Prometheus configured from the ServiceMonitors (``sentiment_devcluster.monitoring``), scraping
-the operator's own metrics too; the operator is started with ``--prometheus-url`` pointing at it.
+The API server serves Istio's VirtualService, and with ``--serve gateway-api`` Gateway API's HTTPRoute too;
+the gateway (``sentiment_devcluster.gateway``) carries both out on one loopback port, and reports on the
+HTTPRoutes as their Gateway API controller would (``sentiment_devcluster.httproutes``). ``--prometheus`` also
+serves the Prometheus operator's kinds and runs a real Prometheus configured from the ServiceMonitors
+(``sentiment_devcluster.monitoring``), scraping the operator's own metrics too; the operator is started with
+``--prometheus-url`` pointing at it.
 
 Every process it starts is in a process group of its own and dies with it (Linux
 ``PR_SET_PDEATHSIG``), so even a SIGKILL of the cluster leaves nothing running.
@@ -34,7 +36,9 @@ from typing import Any
 import aiohttp
 import kmock
 
+from sentiment_devcluster.apiserver.server import GATEWAY_API_RESOURCE, ISTIO_RESOURCE
 from sentiment_devcluster.gateway import Gateway
+from sentiment_devcluster.httproutes import HTTPRouteController
 from sentiment_devcluster.kubeapi import ClusterApiServer
 from sentiment_devcluster.monitoring import PROMETHEUS_RULES, SERVICE_MONITORS, Endpoint, MonitoringAddon
 from sentiment_devcluster.nodeagent import Launch, NodeAgent, default_images, start_process, stop_process
@@ -44,11 +48,14 @@ from sentiment_devcluster.proxy import ProxyThread
 log = logging.getLogger("sentiment_devcluster")
 
 NAMESPACES = ("default", "kube-system", "kube-public")
-# Custom resources the cluster can serve on request (``up --serve NAME``): their objects are stored and
-# admitted (KEDA's webhook rule included), but no KEDA controller acts on them. (Istio's VirtualService is
-# always served: the gateway stand-in carries it out.)
+# Custom resources the cluster can serve on request (``up --serve NAME``). KEDA's ScaledObjects are stored and
+# admitted (KEDA's webhook rule included), but no KEDA controller acts on them; Gateway API's HTTPRoutes are
+# carried out by the gateway stand-in, which writes their status as their controller. (Istio's VirtualService
+# is always served: the gateway stand-in carries it out.)
+GATEWAY_API = "gateway-api"
 SERVABLE: dict[str, Callable[[ClusterApiServer], None]] = {
     "keda": lambda api: api.install_keda(),
+    GATEWAY_API: lambda api: api.install_gateway_api(),
 }
 
 
@@ -80,7 +87,7 @@ class Cluster:
     operator_args: tuple[str, ...] = ()
     poll: float = 0.5
     announce: bool = True
-    # Custom resource kinds served besides the built-in ones (``SERVABLE``); nothing acts on them.
+    # Custom resource kinds served besides the built-in ones (``SERVABLE``).
     serve: tuple[str, ...] = ()
     prometheus: bool = False  # run Prometheus as an add-on (and serve the Prometheus operator's kinds)
     gateway_port: int = 0
@@ -136,14 +143,20 @@ class Cluster:
             self.proxy = ProxyThread(self.agent.endpoints)
             self.agent.after_sync = lambda: self.proxy.sync(self.agent.services)
             agent_stop = asyncio.Event()
-            agent = asyncio.create_task(self.agent.run(agent_stop))
+            # The node agent, and Gateway API's controller where HTTPRoutes are served: stopped by agent_stop.
+            controllers = [asyncio.create_task(self.agent.run(agent_stop))]
             self.gateway = Gateway(
-                lambda: self.api.live_all("networking.istio.io/v1/virtualservices"),
+                lambda: self.api.live_all(ISTIO_RESOURCE[0]),
                 lambda namespace, name: self.agent.service_addresses.get((namespace, name)),
+                http_routes=lambda: self.api.live_all(GATEWAY_API_RESOURCE[0]),
                 port=self.gateway_port,
             )
             await self.gateway.start()
-            self._say(f"Gateway {self.gateway.url} routes the VirtualServices (weights and mirrors too)")
+            routes = "the VirtualServices" + (" and HTTPRoutes" if GATEWAY_API in self.serve else "")
+            self._say(f"Gateway {self.gateway.url} routes {routes} (weights and mirrors too)")
+            if GATEWAY_API in self.serve:
+                controller = HTTPRouteController(self.url, interval=self.poll)
+                controllers.append(asyncio.create_task(controller.run(agent_stop)))
             addon: asyncio.Task[None] | None = None
             try:
                 if self.prometheus:
@@ -176,7 +189,8 @@ class Cluster:
                 await self._stop_operator()
                 agent_stop.set()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await agent
+                    for task in controllers:
+                        await task
                     if addon is not None:
                         await addon
                 await self.agent.shutdown()
@@ -288,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         choices=sorted(SERVABLE),
-        help="also serve this project's custom resources (stored and admitted; no controller acts on them)",
+        help="also serve these custom resources: keda (ScaledObjects stored and admitted; no KEDA controller "
+        "acts on them), gateway-api (HTTPRoutes, carried out by the gateway, which reports their status)",
     )
     up.add_argument(
         "--prometheus",

@@ -1,5 +1,5 @@
 """The traffic split between the stable and the canary version: provider-neutral, decided by pure functions,
-rendered by the routing builders (an Istio VirtualService today)."""
+rendered by the routing builders (an Istio VirtualService or a Gateway API HTTPRoute)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """The Reconciler's side of a canary rollout, over the in-memory API with a fake Prometheus and a fake clock:
-what it writes at each phase (the stable's template kept, the canary, the VirtualService's weights, status and
-Events), that it resumes from status alone, and that the action annotation runs once."""
+what it writes at each phase (the stable's template kept, the canary, the route's weights and mirror, status
+and Events), that it resumes from status alone, and that the action annotation runs once. Every test runs
+through both routing providers: an Istio VirtualService and a Gateway API HTTPRoute carry the same split."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 import pytest
 from memory_kube import MemoryApi, MemoryKube
+from routes import Backends, Mirror, split_of
 from sentiment_operator import kinds, names
 from sentiment_operator.reconciler import Reconciler
 
@@ -22,6 +24,7 @@ SPEC: dict[str, Any] = {
     "monitoring": {"interval": "1s"},
     "rollout": {
         "strategy": "Canary",
+        "mirrorPercent": 30,
         "steps": [20, 50],
         "interval": "10s",
         "analysis": {"prometheusURL": "http://prometheus.test:9090", "minSamples": 10, "failureThreshold": 1},
@@ -64,10 +67,23 @@ class Clock:
         return self.now
 
 
+ROUTES = {
+    "istio": ("networking.istio.io/v1", "virtualservices"),
+    "gatewayAPI": ("gateway.networking.k8s.io/v1", "httproutes"),
+}
+
+
+@pytest.fixture(params=sorted(ROUTES))
+def provider(request: pytest.FixtureRequest) -> str:
+    """The routing provider the model asks for; the cluster serves only that one's API."""
+    chosen: str = request.param
+    return chosen
+
+
 @pytest.fixture
-def api() -> MemoryApi:
+def api(provider: str) -> MemoryApi:
     served = MemoryApi()
-    served.install_istio()
+    served.install_istio() if provider == "istio" else served.install_gateway_api()
     return served
 
 
@@ -97,9 +113,8 @@ async def patch(client: MemoryKube, body: dict[str, Any]) -> None:
 
 
 def live(api: MemoryApi, plural: str, name: str = NAME) -> dict[str, Any]:
-    group = {"deployments": "apps/v1", "virtualservices": "networking.istio.io/v1"}.get(
-        plural, "serving.sentiment.dev/v1alpha1"
-    )
+    groups = {"deployments": "apps/v1", **{p: group for group, p in ROUTES.values()}}
+    group = groups.get(plural, "serving.sentiment.dev/v1alpha1")
     found = api.live(group, plural, NS, name)
     assert found is not None, f"{plural}/{name}"
     return found
@@ -129,16 +144,20 @@ def rollout_status(api: MemoryApi) -> dict[str, Any]:
     return status
 
 
-def weights(api: MemoryApi) -> list[tuple[str, int | None]]:
-    route = live(api, "virtualservices")["spec"]["http"][0]["route"]
-    return [(r["destination"]["host"].split(".")[0], r.get("weight")) for r in route]
+def split(api: MemoryApi) -> tuple[Backends, Mirror]:
+    """The backends and the mirror of the model's route, whichever provider's route the cluster serves."""
+    (route,) = [live(api, plural) for group, plural in ROUTES.values() if group in api.served]
+    return split_of(route)
 
 
 async def started(api: MemoryApi, client: MemoryKube, reconciler: Reconciler) -> None:
+    provider = next(p for p, (group, _) in ROUTES.items() if group in api.served)
+    spec = copy.deepcopy(SPEC)
+    spec["routing"]["provider"] = provider
     await client.request(
         "POST",
         MODELS,
-        body={"apiVersion": names.API_VERSION, "kind": names.KIND, "metadata": {"name": NAME}, "spec": SPEC},
+        body={"apiVersion": names.API_VERSION, "kind": names.KIND, "metadata": {"name": NAME}, "spec": spec},
     )
     await reconciler.reconcile(NS, NAME)
     roll_out(api, NAME)
@@ -174,13 +193,14 @@ async def test_a_rollout_keeps_the_stable_template_moves_the_weights_and_promote
     # The stable keeps the old template, the canary runs the new one, no traffic moves yet.
     assert image(api, NAME) == SPEC["image"]
     assert image(api, f"{NAME}-canary") == NEW_IMAGE
-    assert weights(api) == [(NAME, None)]
+    assert split(api) == ([(NAME, None)], None)
     assert rollout_status(api)["phase"] == "Initializing"
 
+    # The mirrored step: every request still answered by the stable, 30 % copied to the canary.
     roll_out(api, f"{NAME}-canary")
     await reconciler.reconcile(NS, NAME)
-    assert weights(api) == [(NAME, 80), (f"{NAME}-canary", 20)]
-    assert rollout_status(api)["summary"] == "Progressing 1/2 canary 20%"
+    assert split(api) == ([(NAME, None)], (f"{NAME}-canary", 30.0))
+    assert rollout_status(api)["summary"] == "Progressing 1/3 mirror 30%"
     assert prometheus.asked == []  # nothing is due before the interval ends
 
     # Not due yet: no query. Due: one analysis (four queries), the next step.
@@ -192,21 +212,26 @@ async def test_a_rollout_keeps_the_stable_template_moves_the_weights_and_promote
     assert result is not None
     assert len(prometheus.asked) == 4
     assert all('sentiment_model="demo"' in q and 'namespace="default"' in q for q in prometheus.asked)
-    assert weights(api) == [(NAME, 50), (f"{NAME}-canary", 50)]
+    assert split(api) == ([(NAME, 80), (f"{NAME}-canary", 20)], None)
+    assert rollout_status(api)["summary"] == "Progressing 2/3 canary 20%"
     assert rollout_status(api)["lastAnalysis"]["verdict"] == "Passed"
+
+    clock.now += 10
+    await reconciler.reconcile(NS, NAME)
+    assert split(api) == ([(NAME, 50), (f"{NAME}-canary", 50)], None)
 
     # The last step passes: the stable takes the new template; the canary keeps its weight meanwhile.
     clock.now += 10
     await reconciler.reconcile(NS, NAME)
     assert rollout_status(api)["phase"] == "Promoting"
     assert image(api, NAME) == NEW_IMAGE
-    assert weights(api) == [(NAME, 50), (f"{NAME}-canary", 50)]
+    assert split(api) == ([(NAME, 50), (f"{NAME}-canary", 50)], None)
 
     roll_out(api, NAME)
     result = await reconciler.reconcile(NS, NAME)
     assert result is not None
     assert rollout_status(api)["phase"] == "Stable"
-    assert weights(api) == [(NAME, None)]
+    assert split(api) == ([(NAME, None)], None)
     assert api.live("apps/v1", "deployments", NS, f"{NAME}-canary") is None  # pruned
     assert "RolloutPromoted" in [e.reason for e in result.events]
     rollout = next(c for c in live(api, "sentimentmodels")["status"]["conditions"] if c["type"] == "Rollout")
@@ -233,7 +258,7 @@ async def test_a_failed_analysis_rolls_back_and_a_new_operator_resumes_from_stat
     assert [(e.type, e.reason) for e in result.events if e.type == "Warning"] == [
         ("Warning", "AnalysisFailed")
     ]
-    assert weights(api) == [(NAME, None)]
+    assert split(api) == ([(NAME, None)], None)  # the mirrored step's copy stopped too
     assert live(api, "deployments", f"{NAME}-canary")["spec"]["replicas"] == 0
     assert image(api, NAME) == SPEC["image"]
     assert live(api, "sentimentmodels")["spec"]["image"] == NEW_IMAGE  # the spec as the user wrote it
