@@ -185,6 +185,7 @@ class ClusterApiServer(ApiServer):
     """``ApiServer`` as the embedded cluster serves it to kubectl, the operator and the node agent."""
 
     printer_columns: dict[str, list[dict[str, Any]]] = attrs.field(factory=dict)  # plural -> CRD columns
+    request_history: int | None = 1000  # the cluster runs for hours; nothing looks back at its requests
     _service_ips: Iterator[str] = attrs.field(factory=service_addresses)
 
     @classmethod

@@ -561,3 +561,26 @@ async def test_the_prometheus_operator_kinds_are_served_once_installed(api: Api)
     listed = await api.ok("GET", monitors, labelSelector="app=a")
     assert [item["metadata"]["name"] for item in listed["items"]] == ["m"]
     assert (await api.ok("GET", monitors, labelSelector="app=b"))["items"] == []
+
+
+async def test_a_bounded_request_history_keeps_the_last_requests_and_still_serves() -> None:
+    """kmock matches each request against its handlers by walking its whole request log; the embedded cluster,
+    which runs for hours, keeps only the last ``request_history`` requests so each one costs the same. Serving
+    is unchanged: every object written is read and listed as before."""
+    async with ApiServer(request_history=20) as server, kmock.Server(server) as http:
+        server.register()
+        api = Api(server, str(http.url).rstrip("/"))
+        await api.ok("POST", DEPLOYMENTS, deployment("first"))
+        for index in range(60):
+            await api.ok("POST", DEPLOYMENTS, deployment(f"d{index}"))
+            assert (await api.ok("GET", f"{DEPLOYMENTS}/d{index}"))["metadata"]["name"] == f"d{index}"
+        assert len(server) == 20  # the last 20 requests, the newest last
+        assert [r.name for r in list(server)[-2:]] == [None, "d59"]
+        listed = await api.ok("GET", DEPLOYMENTS)
+        assert len(listed["items"]) == 61  # every object written is there, the first one too
+    async with ApiServer() as unbounded, kmock.Server(unbounded) as http:
+        unbounded.register()
+        api = Api(unbounded, str(http.url).rstrip("/"))
+        for index in range(30):
+            await api.ok("POST", DEPLOYMENTS, deployment(f"d{index}"))
+        assert len(unbounded) == 30  # by default (the tests' emulator) kmock keeps them all

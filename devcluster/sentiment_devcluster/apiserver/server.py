@@ -154,6 +154,10 @@ class ApiServer(kmock.KubernetesEmulator):
     rbac_user_agents: tuple[str, ...] = ("sentiment-operator", "kopf")
     denied: list[rbac.Attributes] = attrs.field(factory=list)
     warnings: list[str] = attrs.field(factory=list)  # Warning headers sent (Pod Security for workloads)
+    # How many of the last requests kmock keeps (None: all, for tests that look back at them). kmock matches
+    # each new request against its handlers by walking the whole log, so an API server that runs for long
+    # (the embedded cluster) slows down as it grows; bounded, each request costs the same.
+    request_history: int | None = None
 
     def register(
         self, resources: tuple[tuple[str, str, bool, tuple[str, ...]], ...] = CORE_RESOURCES
@@ -247,6 +251,16 @@ class ApiServer(kmock.KubernetesEmulator):
             for resource, info in self.resources.items()
         ]
 
+    def _forget_old_requests(self) -> None:
+        """Keep the last ``request_history`` requests in kmock's log (the one being handled included) and in
+        each handler's own list."""
+        keep = self.request_history
+        if keep is None or len(self._requests) <= keep:
+            return
+        del self._requests[:-keep]
+        for payload in self._payloads:
+            del payload._requests[:-keep]
+
     def type_info(self, resource: Any) -> TypeInfo:
         for known, info in self._served():
             if known == resource:
@@ -260,6 +274,7 @@ class ApiServer(kmock.KubernetesEmulator):
         raise kmock_k8s.KubernetesResourceNotFoundError()
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        self._forget_old_requests()
         if request.resource is not None:
             if request.resource.plural in self.blocked and request.action in (
                 kmock.action.LIST,
