@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from bench_cli import run_bench
 
 
 def test_agreement_is_measured_on_both_held_out_sets(trained_model_dir: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.agreement", "--model", str(trained_model_dir), "--count", "200"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    proc = run_bench("agreement", "--model", str(trained_model_dir), "--count", "200", timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["runtime"] == "packed"

@@ -7,14 +7,11 @@ It checks the JSON document's shape and that no request failed; it is deliberate
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
+from bench_cli import run_bench
 
-ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ("uncached_10vu", "uncached_32vu", "repeated_95pct_10vu", "bulk32_4vu")
 SERVERS = ("ours-none", "pipeline")
 RESULT_KEYS = {"requests", "requests_per_s", "texts_per_s", "p50_ms", "p95_ms", "p99_ms", "errors"}
@@ -23,14 +20,7 @@ RESULT_KEYS = {"requests", "requests_per_s", "texts_per_s", "p50_ms", "p95_ms", 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("bench") / "bench.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--smoke", "--duration", "3", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=280,
-        check=False,
-    )
+    proc = run_bench("run", "--smoke", "--duration", "3", "--out", str(out), timeout=280)
     assert proc.returncode == 0, f"bench.run --smoke failed ({proc.returncode}):\n{proc.stderr[-4000:]}"
     document: dict[str, Any] = json.loads(proc.stdout)
     assert json.loads(out.read_text()) == document, "--out must hold the same document as stdout"

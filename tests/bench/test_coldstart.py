@@ -5,13 +5,11 @@ the numbers (they depend on the machine); bench/README.md reports the full-size 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-from bench.coldstart import probe_budget
+from bench_cli import run_bench
 
-ROOT = Path(__file__).resolve().parents[2]
+from bench.coldstart import probe_budget
 
 
 def test_probe_budget_is_the_rendered_startup_probe() -> None:
@@ -23,14 +21,7 @@ def test_probe_budget_is_the_rendered_startup_probe() -> None:
 
 def test_coldstart_smoke_measures_both_precisions(tmp_path: Path) -> None:
     out = tmp_path / "coldstart.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.coldstart", "--smoke", "--runs", "1", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=280,
-        check=False,
-    )
+    proc = run_bench("coldstart", "--smoke", "--runs", "1", "--out", str(out), timeout=280)
     assert proc.returncode == 0, proc.stderr[-3000:]
     document = json.loads(proc.stdout)
     assert json.loads(out.read_text()) == document
