@@ -91,7 +91,7 @@ cluster: $(STAMP) ## Keep the embedded cluster up for your own kubectl (Ctrl-C s
 	  --model-dir $(DEVMODEL) --prometheus
 
 .PHONY: bench
-bench: $(STAMP) ## Our server vs the pipeline server it replaces (k6, real redis-server; ~45 min; bench/README.md)
+bench: $(STAMP) ## Our server vs the pipeline server it replaces (k6, real redis-server; ~25-45 min; bench/README.md)
 	@mkdir -p bench/results
 	$(PY) -m bench.run --out bench/results/bench.json $(BENCH_ARGS)
 
